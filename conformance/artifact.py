@@ -1,0 +1,84 @@
+"""An Artifact is one ONNX graph plus what describes it; checks never know whether it was exported or bundled."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from conformance import atomic
+from conformance.encoders import INPUT_NAME, OUTPUT_NAME, EncoderKind
+from conformance.weights import Provenance
+
+
+class ArtifactError(RuntimeError):
+    """A missing, truncated or unreadable artifact file; the message names the file."""
+
+
+@dataclass
+class Artifact:
+    folder: Path
+    variant: str
+    encoder: EncoderKind
+    exporter: str
+    opset: int
+    precision: str
+    provenance: Provenance
+    token_dtype: str | None
+    projection_file: str | None
+    files: dict[str, int] = field(default_factory=dict)  # file name -> size in bytes
+    export_seconds: float | None = None
+    source: str = "export"  # "export" or "bundle"
+    onnx_file: str = "model.onnx"
+
+    @property
+    def onnx_path(self) -> Path:
+        return self.folder / self.onnx_file
+
+    @property
+    def projection_path(self) -> Path | None:
+        return self.folder / self.projection_file if self.projection_file else None
+
+    @property
+    def input_name(self) -> str:
+        return INPUT_NAME[self.encoder]
+
+    @property
+    def output_name(self) -> str:
+        return OUTPUT_NAME
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(self.files.values())
+
+    @property
+    def label(self) -> str:
+        return f"{self.variant} {self.encoder} ({self.exporter}, opset {self.opset}, {self.source})"
+
+    def verify_sizes(self) -> None:
+        for name, size in self.files.items():
+            path = self.folder / name
+            if not path.is_file():
+                raise ArtifactError(f"{path} is missing")
+            if path.stat().st_size != size:
+                raise ArtifactError(f"{path} has {path.stat().st_size} bytes, expected {size} (truncated?)")
+
+    def to_dict(self) -> dict[str, object]:
+        data = asdict(self)
+        data.pop("folder")
+        data["encoder"] = str(self.encoder)
+        data["provenance"] = self.provenance.to_dict()
+        return data
+
+    def save(self, path: Path) -> None:
+        atomic.write_json(path, self.to_dict())
+
+    @classmethod
+    def load(cls, path: Path) -> Artifact:
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            data["encoder"] = EncoderKind(data["encoder"])
+            data["provenance"] = Provenance.from_dict(data["provenance"])
+            return cls(folder=path.parent, **data)
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise ArtifactError(f"{path} is unreadable: {type(exc).__name__}: {exc}") from None

@@ -1,0 +1,1 @@
+"""Check families: plain `check_*(artifact, ...) -> CheckResult` functions, usable without pytest."""

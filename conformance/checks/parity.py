@@ -1,0 +1,79 @@
+"""Numerical parity with PyTorch, and zero-shot ranking agreement between ONNX and torch embeddings."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from conformance import inputs
+from conformance.artifact import Artifact
+from conformance.encoders import EncoderKind, project_text
+from conformance.numerics import Tolerance, error_figures, tolerance_problems
+from conformance.results import CheckResult, failed, verdict
+from conformance.runtime import run_onnx, run_torch
+from conformance.variants import Variant
+
+CHECK = "parity"
+CHECK_ZERO_SHOT = "zero_shot"
+
+
+def parity_inputs(variant: Variant, encoder: EncoderKind, batch: int) -> np.ndarray:
+    if encoder == EncoderKind.IMAGE:
+        return inputs.images(variant, batch, seed=1)
+    texts = inputs.prompts(batch) + inputs.EDGE_TEXTS["mixed-lengths"]
+    return inputs.tokens(texts, variant)
+
+
+def check_parity(artifact: Artifact, model: torch.nn.Module, variant: Variant, tol: Tolerance,
+                 batch: int = 4) -> CheckResult:
+    """The ONNX output matches the torch wrapper that was exported, on the same inputs."""
+    x = parity_inputs(variant, artifact.encoder, batch)
+    try:
+        actual = run_onnx(artifact, x)
+    except Exception as exc:  # noqa: BLE001
+        return failed(CHECK, f"onnxruntime failed: {type(exc).__name__}: {str(exc).splitlines()[0]}")
+    expected = run_torch(model, artifact.encoder, x)
+    if actual.shape != expected.shape:
+        return failed(CHECK, f"output shape {actual.shape} differs from torch {expected.shape}")
+    figures = {"batch": int(x.shape[0]), **error_figures(actual, expected),
+               "tolerance": {"atol": tol.atol, "rtol": tol.rtol, "min_cosine": tol.min_cosine, "reason": tol.reason}}
+    return verdict(CHECK, tolerance_problems(figures, actual, expected, tol, "onnx vs torch"), figures)
+
+
+def _normalise(x: np.ndarray) -> np.ndarray:
+    return x / np.linalg.norm(x, axis=-1, keepdims=True)
+
+
+def similarity(image_embeddings: np.ndarray, text_embeddings: np.ndarray) -> np.ndarray:
+    return _normalise(image_embeddings.astype(np.float64)) @ _normalise(text_embeddings.astype(np.float64)).T
+
+
+def ranking_disagreements(onnx_sim: np.ndarray, torch_sim: np.ndarray, tie: float) -> list[str]:
+    """Rows whose text ranking differs, ignoring swaps of texts that torch itself scores within `tie`."""
+    problems = []
+    for row, (o, t) in enumerate(zip(onnx_sim, torch_sim, strict=True)):
+        order_o, order_t = np.argsort(-o, kind="stable"), np.argsort(-t, kind="stable")
+        if np.array_equal(order_o, order_t):
+            continue
+        if np.allclose(t[order_o], t[order_t], atol=tie, rtol=0):
+            continue
+        problems.append(f"image {row}: onnx ranks texts {order_o.tolist()}, torch {order_t.tolist()}")
+    return problems
+
+
+def check_zero_shot_agreement(image: Artifact, text_split: Artifact, model: torch.nn.Module, variant: Variant,
+                              n_images: int = 4, n_texts: int = 8) -> CheckResult:
+    """The image x text similarity matrix from the ONNX graphs (via the split projection) ranks as torch's."""
+    if text_split.projection_path is None or not text_split.projection_path.is_file():
+        return failed(CHECK_ZERO_SHOT, f"{text_split.label} has no projection .npy")
+    images, tokens = inputs.images(variant, n_images, seed=2), inputs.tokens(inputs.prompts(n_texts), variant)
+    try:
+        onnx_text = project_text(run_onnx(text_split, tokens), tokens, np.load(text_split.projection_path))
+        onnx_sim = similarity(run_onnx(image, images), onnx_text)
+    except Exception as exc:  # noqa: BLE001
+        return failed(CHECK_ZERO_SHOT, f"onnx side failed: {type(exc).__name__}: {str(exc).splitlines()[0]}")
+    torch_sim = similarity(run_torch(model, EncoderKind.IMAGE, images), run_torch(model, EncoderKind.TEXT_FULL, tokens))
+    figures = {"images": n_images, "texts": n_texts, "max_similarity_err": float(np.abs(onnx_sim - torch_sim).max()),
+               "top1_agreement": float((onnx_sim.argmax(1) == torch_sim.argmax(1)).mean())}
+    return verdict(CHECK_ZERO_SHOT, ranking_disagreements(onnx_sim, torch_sim, tie=1e-5), figures,
+                   "rankings identical")

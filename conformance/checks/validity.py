@@ -1,0 +1,115 @@
+"""Opset validity: checker, strict shape inference, operator schemas, domains, external data, ORT load."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx.external_data_helper import ExternalDataInfo, uses_external_data
+
+from conformance.artifact import Artifact, ArtifactError
+from conformance.graph import default_opset, load_structure
+from conformance.results import CheckResult, failed, verdict
+from conformance.runtime import session
+
+CHECK = "validity"
+STANDARD_DOMAINS = frozenset({"", "ai.onnx"})
+
+
+def _tensor_bytes(tensor: onnx.TensorProto) -> int:
+    itemsize = onnx.helper.tensor_dtype_to_np_dtype(tensor.data_type).itemsize
+    return int(np.prod(tensor.dims, dtype=np.int64)) * itemsize
+
+
+def external_data_problems(model: onnx.ModelProto, folder: Path) -> list[str]:
+    """Every externally stored tensor must lie wholly inside a file that exists next to the model."""
+    problems: list[str] = []
+    for tensor in model.graph.initializer:
+        if not uses_external_data(tensor):
+            continue
+        info = ExternalDataInfo(tensor)
+        path = folder / info.location
+        if not path.is_file():
+            problems.append(f"external data file {path.name} for tensor {tensor.name!r} is missing")
+            continue
+        needed = _tensor_bytes(tensor)
+        length = info.length if info.length else needed
+        end = (info.offset or 0) + length
+        size = path.stat().st_size
+        if length != needed:
+            problems.append(f"tensor {tensor.name!r} declares {length} bytes in {path.name}, its shape needs {needed}")
+        elif end > size:
+            problems.append(f"{path.name} is truncated: tensor {tensor.name!r} needs bytes up to {end}, "
+                            f"the file has {size}")
+    return problems
+
+
+def unknown_operator_problems(model: onnx.ModelProto, opset: int) -> list[str]:
+    """Operators in the standard domain must have a schema at the imported opset (since_version <= opset)."""
+    problems: set[str] = set()
+    for node in model.graph.node:
+        if node.domain not in STANDARD_DOMAINS:
+            continue
+        try:
+            onnx.defs.get_schema(node.op_type, opset, "")
+        except onnx.defs.SchemaError:
+            problems.add(f"operator {node.op_type} has no schema at opset {opset}")
+    return sorted(problems)
+
+
+def domain_problems(model: onnx.ModelProto) -> list[str]:
+    local = {f.domain for f in model.functions}
+    imported = {entry.domain for entry in model.opset_import}
+    used = {node.domain for node in model.graph.node}
+    unexpected = sorted(used - STANDARD_DOMAINS - local)
+    problems = [f"unexpected operator domain {d!r}" for d in unexpected]
+    problems += [f"domain {d!r} is used but not imported" for d in sorted(used - imported - {"ai.onnx"} - {""})]
+    return problems
+
+
+def _checker_problems(artifact: Artifact) -> list[str]:
+    try:
+        onnx.checker.check_model(str(artifact.onnx_path), full_check=True)
+    except Exception as exc:  # noqa: BLE001 - checker and shape-inference errors are reported as text
+        return [f"onnx.checker (full_check, strict shape inference): {str(exc).strip().splitlines()[0]}"]
+    return []
+
+
+def _ort_problems(artifact: Artifact) -> list[str]:
+    try:
+        session(artifact)
+    except Exception as exc:  # noqa: BLE001
+        return [f"onnxruntime cannot load the model: {str(exc).strip().splitlines()[0]}"]
+    return []
+
+
+def _version_problems(model: onnx.ModelProto, opset: int | None, expected_opset: int) -> list[str]:
+    problems = []
+    if opset != expected_opset:
+        problems.append(f"default-domain opset import is {opset}, expected {expected_opset}")
+    if model.ir_version > onnx.IR_VERSION:
+        problems.append(f"IR version {model.ir_version} is newer than this onnx ({onnx.IR_VERSION}) knows")
+    if opset is not None and opset > onnx.defs.onnx_opset_version():
+        problems.append(f"opset {opset} is newer than this onnx ({onnx.defs.onnx_opset_version()}) knows")
+    return problems
+
+
+def check_opset_validity(artifact: Artifact, expected_opset: int | None = None) -> CheckResult:
+    """The graph is well-formed ONNX at the opset it claims, and onnxruntime loads it."""
+    expected_opset = expected_opset if expected_opset is not None else artifact.opset
+    try:
+        model = load_structure(artifact)
+    except ArtifactError as exc:
+        return failed(CHECK, str(exc))
+    opset = default_opset(model)
+    figures = {"opset_import": opset, "ir_version": model.ir_version, "nodes": len(model.graph.node),
+               "domains": sorted({n.domain or "ai.onnx" for n in model.graph.node}),
+               "external_data": any(uses_external_data(t) for t in model.graph.initializer)}
+    problems = external_data_problems(model, artifact.onnx_path.parent)
+    problems += _version_problems(model, opset, expected_opset)
+    problems += unknown_operator_problems(model, opset or 0) + domain_problems(model)
+    if problems:  # a truncated or inconsistent file would only make the checker and ORT fail less clearly
+        return verdict(CHECK, problems, figures)
+    problems = _checker_problems(artifact) + _ort_problems(artifact)
+    return verdict(CHECK, problems, figures, f"opset {opset}, IR {model.ir_version}, {len(model.graph.node)} nodes")

@@ -1,0 +1,89 @@
+"""The three exportable encoders, wrapped around an unmodified CLIP model, and the host-side text contract."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+import numpy as np
+import torch
+
+from conformance.variants import Variant
+
+
+class EncoderKind(StrEnum):
+    IMAGE = "image"
+    TEXT_SPLIT = "text-split"  # the seed's contract: ln_final hidden states; projection applied by the host
+    TEXT_FULL = "text-full"  # encode_text as is: EOT gather and projection inside the graph
+
+
+INPUT_NAME = {EncoderKind.IMAGE: "image", EncoderKind.TEXT_SPLIT: "text", EncoderKind.TEXT_FULL: "text"}
+OUTPUT_NAME = "output"
+
+
+class _Wrapper(torch.nn.Module):
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        self.model = model
+        # A new module defaults to train mode, and the TorchScript exporter restores that mode after export,
+        # which would flip the wrapped CLIP (and RN BatchNorm statistics) too. See NOTES.md.
+        self.eval()
+
+
+class ImageEncoder(_Wrapper):
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        return self.model.encode_image(image)
+
+
+class TextSplitEncoder(_Wrapper):
+    """`encode_text` up to `ln_final`: [batch, context, width]. The seed removes the last line; we stop before it."""
+
+    def forward(self, text: torch.Tensor) -> torch.Tensor:
+        m = self.model
+        x = m.token_embedding(text).type(m.dtype)
+        x = x + m.positional_embedding.type(m.dtype)
+        x = x.permute(1, 0, 2)
+        x = m.transformer(x)
+        x = x.permute(1, 0, 2)
+        return m.ln_final(x).type(m.dtype)
+
+
+class TextFullEncoder(_Wrapper):
+    def forward(self, text: torch.Tensor) -> torch.Tensor:
+        return self.model.encode_text(text)
+
+
+_WRAPPERS: dict[EncoderKind, type[_Wrapper]] = {
+    EncoderKind.IMAGE: ImageEncoder,
+    EncoderKind.TEXT_SPLIT: TextSplitEncoder,
+    EncoderKind.TEXT_FULL: TextFullEncoder,
+}
+
+
+def wrap(model: torch.nn.Module, kind: EncoderKind | str) -> torch.nn.Module:
+    return _WRAPPERS[EncoderKind(kind)](model)
+
+
+def projection_filename(variant: Variant) -> str:
+    """The seed's `text_projection_512_512.npy`, named from the variant's real shape."""
+    width, embed = variant.projection_shape
+    return f"text_projection_{width}_{embed}.npy"
+
+
+def text_projection(model: torch.nn.Module) -> np.ndarray:
+    return model.text_projection.detach().cpu().numpy()
+
+
+def project_text(hidden: np.ndarray, tokens: np.ndarray, projection: np.ndarray) -> np.ndarray:
+    """The runtime contract for `text-split` graphs: text embeddings from the graph's hidden states.
+
+    `hidden` is the graph output [batch, context, width], `tokens` the int32 or int64 token ids the graph
+    was fed [batch, context], `projection` the saved `.npy` [width, embed]. The EOT token has the highest
+    id in the vocabulary, so its position is the argmax of each row of tokens; its hidden state is
+    multiplied by the projection, as `CLIP.encode_text` does in-graph.
+    """
+    if hidden.ndim != 3 or tokens.ndim != 2 or hidden.shape[:2] != tokens.shape:
+        raise ValueError(f"hidden {hidden.shape} and tokens {tokens.shape} must be [B, T, W] and [B, T]")
+    if hidden.shape[2] != projection.shape[0]:
+        raise ValueError(f"hidden width {hidden.shape[2]} does not match projection {projection.shape}")
+    eot = tokens.argmax(axis=-1)
+    return hidden[np.arange(hidden.shape[0]), eot] @ projection

@@ -1,0 +1,178 @@
+"""Exports: `ExportSpec` -> `Artifact`, for both torch exporters, cached on disk under a key of every input."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import json
+import logging
+import time
+import warnings
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+
+import numpy as np
+import torch
+from filelock import FileLock
+from torch.onnx import _constants as onnx_constants
+
+from conformance import atomic
+from conformance.artifact import Artifact, ArtifactError
+from conformance.encoders import INPUT_NAME, OUTPUT_NAME, EncoderKind, projection_filename, text_projection, wrap
+from conformance.inputs import example_batch
+from conformance.variants import Variant
+from conformance.versions import toolchain
+from conformance.weights import Provenance
+
+# Bumped whenever this module changes what it writes, so older cache entries are never trusted.
+EXPORT_FORMAT = 1
+# dynamo specialises dimensions of size 0 and 1 (NOTES.md), so every export traces a batch of 2.
+EXAMPLE_BATCH = 2
+
+Progress = Callable[[str], None]
+
+
+class Exporter(StrEnum):
+    TORCHSCRIPT = "torchscript"
+    DYNAMO = "dynamo"
+
+
+# Both exporters default to this opset on the installed torch (20 on torch 2.14.1).
+DEFAULT_OPSET: int = onnx_constants.ONNX_DEFAULT_OPSET
+
+
+class ExportError(RuntimeError):
+    """An export that did not produce a usable file; the message names the spec."""
+
+
+@dataclass(frozen=True)
+class ExportSpec:
+    variant: Variant
+    encoder: EncoderKind
+    exporter: Exporter
+    opset: int = DEFAULT_OPSET
+    precision: str = "fp32"
+    device: str = "cpu"
+
+    @property
+    def test_id(self) -> str:
+        return f"{self.variant.slug}-{self.encoder}-{self.exporter}-op{self.opset}"
+
+    def cache_key(self, provenance: Provenance) -> str:
+        fields = {
+            "format": EXPORT_FORMAT, "variant": self.variant.name, "weights": provenance.weights_id,
+            "encoder": str(self.encoder), "exporter": str(self.exporter), "opset": self.opset,
+            "precision": self.precision, "device": self.device, "versions": toolchain(),
+        }
+        return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:16]
+
+
+@contextlib.contextmanager
+def _quiet_export() -> Iterator[None]:
+    """Silence tracer warnings and dynamo's step-by-step stdout; keep the MHA fast path off (immich#12496)."""
+    fastpath = torch.backends.mha.get_fastpath_enabled()
+    torch.backends.mha.set_fastpath_enabled(False)
+    loggers = [logging.getLogger(name) for name in ("torch", "onnxscript", "onnx_ir")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), torch.no_grad():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        torch.backends.mha.set_fastpath_enabled(fastpath)
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)
+
+
+def run_exporter(module: torch.nn.Module, example: torch.Tensor, path: Path, spec: ExportSpec) -> None:
+    """Call `torch.onnx.export` the way each exporter needs to keep the batch dimension dynamic."""
+    names = {"input_names": [INPUT_NAME[spec.encoder]], "output_names": [OUTPUT_NAME]}
+    with _quiet_export():
+        if spec.exporter == Exporter.TORCHSCRIPT:
+            axes = {INPUT_NAME[spec.encoder]: {0: "batch_size"}, OUTPUT_NAME: {0: "batch_size"}}
+            torch.onnx.export(module, (example,), str(path), dynamo=False, opset_version=spec.opset,
+                              dynamic_axes=axes, **names)
+        else:
+            batch = torch.export.Dim("batch_size", min=1)
+            torch.onnx.export(module, (example,), str(path), dynamo=True, opset_version=spec.opset,
+                              dynamic_shapes=({0: batch},), external_data=True, **names)
+
+
+def _files_of(folder: Path) -> dict[str, int]:
+    return {p.name: p.stat().st_size for p in sorted(folder.iterdir()) if p.is_file() and p.name != "artifact.json"}
+
+
+def export_to(folder: Path, spec: ExportSpec, model: torch.nn.Module, provenance: Provenance) -> Artifact:
+    """Export `spec` from `model` into `folder` (which must exist) and describe it as an Artifact."""
+    module = wrap(model.to(spec.device), spec.encoder)
+    example = example_batch(spec.variant, spec.encoder, EXAMPLE_BATCH).to(spec.device)
+    started = time.perf_counter()
+    try:
+        run_exporter(module, example, folder / "model.onnx", spec)
+    except Exception as exc:  # noqa: BLE001 - exporter errors are many and deep; one line says enough
+        raise ExportError(f"{spec.test_id}: {spec.exporter} export failed: {type(exc).__name__}: {exc}") from None
+    finally:
+        model.to("cpu")
+    seconds = time.perf_counter() - started
+    projection = None
+    if spec.encoder == EncoderKind.TEXT_SPLIT:
+        projection = projection_filename(spec.variant)
+        np.save(folder / projection, text_projection(model))
+    return Artifact(
+        folder=folder, variant=spec.variant.name, encoder=spec.encoder, exporter=str(spec.exporter),
+        opset=spec.opset, precision=spec.precision, provenance=provenance,
+        token_dtype=None if spec.encoder == EncoderKind.IMAGE else str(example.numpy().dtype),
+        projection_file=projection, files=_files_of(folder), export_seconds=round(seconds, 2), source="export",
+    )
+
+
+@dataclass
+class ExportCache:
+    """Exports on disk, one folder per cache key; a folder exists only once its export is complete."""
+
+    root: Path
+    progress: Progress = print
+    rebuild_older_than: float | None = None  # --rebuild-exports: re-export entries made before this time
+    _memo: dict[str, Artifact] = field(default_factory=dict)
+
+    def get(self, spec: ExportSpec, model: torch.nn.Module, provenance: Provenance) -> Artifact:
+        key = spec.cache_key(provenance)
+        if key not in self._memo:
+            self._memo[key] = self._load_or_export(spec, model, provenance, key)
+        return self._memo[key]
+
+    def _load_or_export(self, spec: ExportSpec, model: torch.nn.Module, provenance: Provenance, key: str) -> Artifact:
+        final = self.root / spec.variant.slug / f"{spec.encoder}-{spec.exporter}-op{spec.opset}-{key}"
+        final.parent.mkdir(parents=True, exist_ok=True)
+        # The lock makes pytest-xdist workers (and concurrent runs) export each key once.
+        with FileLock(str(final) + ".lock"):
+            cached = self._trusted(final)
+            if cached is not None:
+                return cached
+            self.progress(f"exporting {spec.test_id} ({spec.exporter}, {provenance.describe()}) ...")
+            with atomic.staged_directory(final, replace=True) as staging:
+                artifact = export_to(staging, spec, model, provenance)
+                artifact.save(staging / "artifact.json")
+            artifact = Artifact.load(final / "artifact.json")
+            self.progress(f"exported {spec.test_id}: {artifact.total_bytes / 1e6:.1f} MB "
+                          f"in {artifact.export_seconds:.1f} s -> {final}")
+            return artifact
+
+    def _trusted(self, final: Path) -> Artifact | None:
+        marker = final / "artifact.json"
+        if not marker.exists():
+            return None
+        if self.rebuild_older_than is not None and marker.stat().st_mtime < self.rebuild_older_than:
+            return None
+        try:
+            artifact = Artifact.load(marker)
+            artifact.verify_sizes()
+        except ArtifactError as exc:
+            self.progress(f"ignoring damaged cache entry {final}: {exc}")
+            return None
+        return artifact

@@ -1,0 +1,68 @@
+"""Running an Artifact in onnxruntime and its torch reference on the same numpy inputs."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import torch
+
+from conformance.artifact import Artifact
+from conformance.encoders import EncoderKind, wrap
+from conformance.versions import thread_count
+
+
+class InputContractError(TypeError):
+    """An input that does not fit the graph's declared contract; the message says how to fix it."""
+
+
+@lru_cache(maxsize=8)
+def _session(path: Path, mtime_ns: int, threads: int) -> ort.InferenceSession:
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 4  # failures reach the check as exceptions; no stderr spam
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def session(artifact: Artifact, threads: int | None = None) -> ort.InferenceSession:
+    """A cached CPU session (threads = cores by default); re-opened if the file changes on disk."""
+    path = artifact.onnx_path
+    return _session(path, path.stat().st_mtime_ns, threads or thread_count())
+
+
+_ORT_TYPES = {"tensor(float)": np.float32, "tensor(int32)": np.int32, "tensor(int64)": np.int64,
+              "tensor(float16)": np.float16}
+
+
+def coerce_input(array: np.ndarray, declared: str, name: str) -> np.ndarray:
+    """Token ids may come as int32 (today's `clip.tokenize`) or int64 (older releases); both are cast
+    losslessly to what the graph declares. Anything else is refused with a clear message."""
+    want = _ORT_TYPES.get(declared)
+    if want is None or array.dtype == want:
+        return array
+    if np.issubdtype(want, np.integer) and np.issubdtype(array.dtype, np.integer):
+        info = np.iinfo(want)
+        if array.size and (array.min() < info.min or array.max() > info.max):
+            raise InputContractError(f"input {name!r}: token ids out of range for {np.dtype(want).name}")
+        return array.astype(want)
+    raise InputContractError(
+        f"input {name!r} expects {np.dtype(want).name} but got {array.dtype.name}; "
+        f"{'tokenize with clip.tokenize' if np.issubdtype(want, np.integer) else 'cast the input'} and retry"
+    )
+
+
+def run_onnx(artifact: Artifact, array: np.ndarray) -> np.ndarray:
+    sess = session(artifact)
+    declared = sess.get_inputs()[0]
+    feed = coerce_input(array, declared.type, declared.name)
+    return sess.run([artifact.output_name], {declared.name: feed})[0]
+
+
+def run_torch(model: torch.nn.Module, encoder: EncoderKind | str, array: np.ndarray) -> np.ndarray:
+    """The reference: the same wrapper that was exported, on the CPU in fp32."""
+    module = wrap(model, encoder)
+    with torch.no_grad():
+        return module(torch.from_numpy(array)).float().numpy()

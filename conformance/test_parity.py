@@ -1,0 +1,13 @@
+from conformance.checks.parity import check_parity, check_zero_shot_agreement
+from conformance.encoders import EncoderKind
+from conformance.tolerances import tolerance
+
+
+def test_parity(subject, record_check):
+    tol = tolerance("parity", **subject.context)
+    record_check(check_parity(subject.artifact, subject.model, subject.variant, tol))
+
+
+def test_zero_shot_agreement(pair, record_check):
+    image, text = pair[EncoderKind.IMAGE], pair[EncoderKind.TEXT_SPLIT]
+    record_check(check_zero_shot_agreement(image.artifact, text.artifact, image.model, image.variant))

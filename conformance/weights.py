@@ -1,0 +1,159 @@
+"""Weights: an official checkpoint verified by SHA256, or seeded synthetic weights of the exact architecture."""
+
+from __future__ import annotations
+
+import hashlib
+import warnings
+import zipfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+from conformance.clipcompat import clip
+from conformance.variants import Variant
+
+DEFAULT_CACHE = Path("~/.cache/clip").expanduser()
+
+
+class WeightsError(RuntimeError):
+    """A checkpoint that cannot be trusted or read; the message says which file and why."""
+
+
+@dataclass(frozen=True)
+class Provenance:
+    kind: str  # "official", "unverified-file" or "synthetic"
+    sha256: str | None = None
+    path: str | None = None
+    seed: int | None = None
+
+    @property
+    def weights_id(self) -> str:
+        """What identifies these weights in a cache key."""
+        return f"sha256:{self.sha256}" if self.sha256 else f"synthetic-seed{self.seed}"
+
+    def describe(self) -> str:
+        if self.kind == "synthetic":
+            return f"synthetic, seed {self.seed}"
+        return f"{self.kind}, sha256 {self.sha256} ({self.path})"
+
+    def to_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, object]) -> Provenance:
+        return cls(**{k: data.get(k) for k in ("kind", "sha256", "path", "seed")})  # type: ignore[arg-type]
+
+
+@dataclass
+class LoadedModel:
+    model: torch.nn.Module
+    provenance: Provenance
+
+
+def sha256_of(path: Path, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while block := handle.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def find_checkpoint(variant: Variant, weights: Path | None) -> Path | None:
+    """The checkpoint to use: `weights` as a file, or the official file name inside `weights` or ~/.cache/clip."""
+    if weights is not None and not weights.is_dir():
+        if not weights.exists():
+            raise WeightsError(f"weights file {weights} does not exist")
+        return weights
+    if variant.checkpoint_file is None:
+        return None
+    folder = weights if weights is not None else DEFAULT_CACHE
+    candidate = folder / variant.checkpoint_file
+    return candidate if candidate.is_file() else None
+
+
+def build_synthetic(variant: Variant, seed: int) -> torch.nn.Module:
+    """The exact architecture with seeded random init; bitwise identical across runs of the same torch."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = clip.model.CLIP(**variant.clip_hyperparameters())
+    return model.float().eval()
+
+
+def _is_torchscript_archive(path: Path) -> bool:
+    with zipfile.ZipFile(path) as archive:
+        return any(name.endswith("/constants.pkl") or "/code/" in name for name in archive.namelist())
+
+
+def _state_dict_of(path: Path) -> dict[str, torch.Tensor]:
+    if _is_torchscript_archive(path):
+        # The official files. We read them as `clip.load` does, but openai-clip 1.0.1 cannot read plain
+        # state dicts at all (NOTES.md: EOFError), so both kinds go through `build_model` below.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)  # torch 2.14 deprecates torch.jit.load
+            return torch.jit.load(str(path), map_location="cpu").state_dict()
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def build_from_state_dict(state_dict: dict[str, torch.Tensor]) -> torch.nn.Module:
+    """`clip.model.build_model`, without its fp16 rounding of fp32 weights.
+
+    `build_model` converts the model to fp16 before loading (`convert_weights`), and `clip.load` then
+    calls `.float()`: lossless for the official fp16 files, but it rounds a fine-tuned fp32 checkpoint.
+    Loading the state dict again after `.float()` keeps every weight bitwise as stored.
+    """
+    model = clip.model.build_model(dict(state_dict)).float()
+    model.load_state_dict({k: v for k, v in state_dict.items() if k in model.state_dict()})
+    return model.eval()
+
+
+def _read_checkpoint(path: Path) -> torch.nn.Module:
+    if not zipfile.is_zipfile(path):
+        raise WeightsError(f"{path} is not a PyTorch checkpoint (not a zip archive: truncated or corrupt?)")
+    try:
+        return build_from_state_dict(_state_dict_of(path))
+    except Exception as exc:  # noqa: BLE001 - any reader failure is a bad file, reported in one line
+        raise WeightsError(f"{path} could not be loaded as a CLIP checkpoint: {type(exc).__name__}: {exc}") from None
+
+
+def _check_architecture(model: torch.nn.Module, variant: Variant, path: Path) -> None:
+    found = {
+        "embed_dim": model.text_projection.shape[1],
+        "transformer_width": model.ln_final.weight.shape[0],
+        "image_resolution": model.visual.input_resolution,
+        "context_length": model.context_length,
+    }
+    wrong = {k: v for k, v in found.items() if v != getattr(variant, k)}
+    if wrong:
+        raise WeightsError(f"{path} does not hold a {variant.name} model: {wrong} differ from the registry")
+
+
+def load_checkpoint(variant: Variant, path: Path) -> LoadedModel:
+    if path.stat().st_size == 0:
+        raise WeightsError(f"weights file {path} is empty")
+    digest = sha256_of(path)
+    if variant.sha256 and digest == variant.sha256:
+        kind = "official"
+    elif variant.sha256 and path.name == variant.checkpoint_file:
+        raise WeightsError(
+            f"{path} has sha256 {digest}, but the official {variant.name} checkpoint has {variant.sha256}: "
+            "the file is corrupt, truncated or not the official one"
+        )
+    else:
+        kind = "unverified-file"
+        warnings.warn(f"{path} is not a known {variant.name} checkpoint; using it unverified (sha256 {digest})",
+                      stacklevel=2)
+    model = _read_checkpoint(path)
+    _check_architecture(model, variant, path)
+    return LoadedModel(model, Provenance(kind=kind, sha256=digest, path=str(path)))
+
+
+def resolve(variant: Variant, weights: Path | None = None, seed: int = 0) -> LoadedModel:
+    """The model for `variant`: from a checkpoint when one is given or cached, else synthetic."""
+    path = find_checkpoint(variant, weights)
+    if path is None:
+        return LoadedModel(build_synthetic(variant, seed), Provenance(kind="synthetic", seed=seed))
+    return load_checkpoint(variant, path)
+
+
+__all__ = ["LoadedModel", "Provenance", "WeightsError", "build_synthetic", "resolve", "sha256_of"]

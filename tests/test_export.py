@@ -1,0 +1,104 @@
+import json
+import os
+
+import pytest
+import torch
+
+from conformance.encoders import EncoderKind
+from conformance.export import ExportCache, Exporter, ExportError, ExportSpec
+from conformance.weights import Provenance
+from tests.helpers import TINY_RN, TINY_VIT, synthetic
+
+
+def _snapshot(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.clone() for k, v in model.state_dict().items()}
+
+
+@pytest.mark.parametrize("exporter", list(Exporter))
+@pytest.mark.parametrize("variant", [TINY_VIT, TINY_RN], ids=lambda v: v.name)
+def test_export_leaves_the_source_model_bitwise_unchanged(variant, exporter, tmp_path):
+    """RN BatchNorm statistics moved once when a wrapper left in train mode flipped CLIP (NOTES.md)."""
+    loaded = synthetic(variant)
+    before, training = _snapshot(loaded.model), loaded.model.training
+    cache = ExportCache(tmp_path, progress=lambda m: None)
+    for encoder in EncoderKind:
+        cache.get(ExportSpec(variant, encoder, exporter), loaded.model, loaded.provenance)
+    after = loaded.model.state_dict()
+    assert loaded.model.training == training is False
+    assert all(torch.equal(before[k], after[k]) for k in before), "export changed the model's weights"
+
+
+def _counting_cache(root, messages):
+    return ExportCache(root, progress=messages.append)
+
+
+def test_second_run_reuses_the_cached_export(tmp_path):
+    loaded, messages = synthetic(TINY_VIT), []
+    spec = ExportSpec(TINY_VIT, EncoderKind.IMAGE, Exporter.TORCHSCRIPT)
+    first = _counting_cache(tmp_path, messages).get(spec, loaded.model, loaded.provenance)
+    second = _counting_cache(tmp_path, messages).get(spec, loaded.model, loaded.provenance)  # a new run
+    assert sum(m.startswith("exporting") for m in messages) == 1
+    assert first.folder == second.folder and first.files == second.files
+    assert any("MB in" in m for m in messages)  # the progress line names size and duration
+
+
+def test_cache_key_changes_with_everything_that_changes_the_output():
+    spec = ExportSpec(TINY_VIT, EncoderKind.IMAGE, Exporter.TORCHSCRIPT)
+    synthetic0 = Provenance(kind="synthetic", seed=0)
+    keys = {
+        spec.cache_key(synthetic0),
+        spec.cache_key(Provenance(kind="synthetic", seed=1)),
+        spec.cache_key(Provenance(kind="official", sha256="ab" * 32)),
+        ExportSpec(TINY_VIT, EncoderKind.TEXT_SPLIT, Exporter.TORCHSCRIPT).cache_key(synthetic0),
+        ExportSpec(TINY_VIT, EncoderKind.IMAGE, Exporter.DYNAMO).cache_key(synthetic0),
+        ExportSpec(TINY_VIT, EncoderKind.IMAGE, Exporter.TORCHSCRIPT, opset=18).cache_key(synthetic0),
+        ExportSpec(TINY_RN, EncoderKind.IMAGE, Exporter.TORCHSCRIPT).cache_key(synthetic0),
+    }
+    assert len(keys) == 7
+
+
+def test_failed_export_leaves_nothing_a_later_run_trusts(tmp_path, monkeypatch):
+    loaded = synthetic(TINY_VIT)
+    spec = ExportSpec(TINY_VIT, EncoderKind.IMAGE, Exporter.TORCHSCRIPT)
+
+    def crash(module, example, path, spec):
+        path.write_bytes(b"half a model")
+        raise RuntimeError("interrupted")
+
+    monkeypatch.setattr("conformance.export.run_exporter", crash)
+    with pytest.raises(ExportError, match="tiny-vit-image-torchscript-op20: torchscript export failed"):
+        ExportCache(tmp_path, progress=lambda m: None).get(spec, loaded.model, loaded.provenance)
+    leftovers = [p for p in tmp_path.rglob("*") if p.is_file() and not p.name.endswith(".lock")]
+    assert leftovers == []
+
+
+def test_damaged_cache_entry_is_exported_again(tmp_path):
+    loaded, messages = synthetic(TINY_VIT), []
+    spec = ExportSpec(TINY_VIT, EncoderKind.IMAGE, Exporter.DYNAMO)
+    artifact = _counting_cache(tmp_path, messages).get(spec, loaded.model, loaded.provenance)
+    data = artifact.folder / "model.onnx.data"
+    os.truncate(data, data.stat().st_size // 2)
+    again = _counting_cache(tmp_path, messages).get(spec, loaded.model, loaded.provenance)
+    assert any(m.startswith("ignoring damaged cache entry") and "truncated" in m for m in messages)
+    assert (again.folder / "model.onnx.data").stat().st_size == artifact.files["model.onnx.data"]
+
+
+def test_rebuild_reexports_entries_older_than_the_session(tmp_path):
+    loaded, messages = synthetic(TINY_VIT), []
+    spec = ExportSpec(TINY_VIT, EncoderKind.IMAGE, Exporter.TORCHSCRIPT)
+    _counting_cache(tmp_path, messages).get(spec, loaded.model, loaded.provenance)
+    marker = next(tmp_path.rglob("artifact.json"))
+    os.utime(marker, (0, 0))
+    rebuilt = ExportCache(tmp_path, progress=messages.append, rebuild_older_than=1.0)
+    rebuilt.get(spec, loaded.model, loaded.provenance)
+    assert sum(m.startswith("exporting") for m in messages) == 2
+    assert json.loads(marker.read_text())["exporter"] == "torchscript"
+
+
+def test_dynamo_export_writes_external_data_and_records_it(tiny_cache):
+    from tests.helpers import good
+
+    artifact = good(tiny_cache, TINY_VIT, EncoderKind.TEXT_SPLIT, Exporter.DYNAMO)
+    assert set(artifact.files) == {"model.onnx", "model.onnx.data", "text_projection_64_96.npy"}
+    assert artifact.token_dtype == "int32"
+    artifact.verify_sizes()

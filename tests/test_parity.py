@@ -1,0 +1,55 @@
+import pytest
+import torch
+
+from conformance.checks.parity import check_parity, check_zero_shot_agreement
+from conformance.encoders import EncoderKind
+from conformance.export import Exporter
+from conformance.tolerances import tolerance
+from tests.helpers import TINY_RN, TINY_VIT, export_model, good, synthetic
+
+PARITY = tolerance("parity", variant="tiny-vit", encoder="image", exporter="torchscript")
+
+
+@pytest.mark.parametrize("variant", [TINY_VIT, TINY_RN], ids=lambda v: v.name)
+def test_good_exports_match_torch(tiny_cache, variant):
+    model = synthetic(variant).model
+    for encoder in EncoderKind:
+        for exporter in Exporter:
+            result = check_parity(good(tiny_cache, variant, encoder, exporter), model, variant, PARITY)
+            assert result.passed, result.message
+            assert result.figures["max_abs_err"] < PARITY.atol
+            assert {"max_rel_err", "min_cosine", "batch"} <= set(result.figures)
+
+
+PERTURBED = [
+    (EncoderKind.IMAGE, "visual.proj", (0, 0)),
+    (EncoderKind.IMAGE, "visual.transformer.resblocks.0.mlp.c_fc.weight", (0, 0)),
+    (EncoderKind.TEXT_SPLIT, "transformer.resblocks.1.attn.in_proj_weight", (5, 7)),
+    (EncoderKind.TEXT_FULL, "text_projection", (3, 3)),
+]
+
+
+@pytest.mark.parametrize(("encoder", "name", "index"), PERTURBED, ids=lambda p: str(p))
+def test_one_weight_perturbed_by_1e_2_fails_parity(tmp_path, encoder, name, index):
+    reference, broken = synthetic(TINY_VIT).model, synthetic(TINY_VIT).model
+    with torch.no_grad():
+        broken.get_parameter(name)[index] += 1e-2
+    artifact = export_model(broken, TINY_VIT, encoder, tmp_path)
+    result = check_parity(artifact, reference, TINY_VIT, PARITY)
+    assert not result.passed, result.figures
+    assert "onnx vs torch: max abs error" in result.message
+
+
+def test_zero_shot_rankings_agree_for_good_exports(tiny_cache):
+    model = synthetic(TINY_VIT).model
+    image, text = good(tiny_cache, TINY_VIT, "image"), good(tiny_cache, TINY_VIT, "text-split", Exporter.DYNAMO)
+    result = check_zero_shot_agreement(image, text, model, TINY_VIT)
+    assert result.passed, result.message
+    assert result.figures["top1_agreement"] == 1.0
+
+
+def test_zero_shot_fails_for_an_image_encoder_of_other_weights(tmp_path, tiny_cache):
+    other = export_model(synthetic(TINY_VIT, seed=9).model, TINY_VIT, EncoderKind.IMAGE, tmp_path)
+    text = good(tiny_cache, TINY_VIT, "text-split")
+    result = check_zero_shot_agreement(other, text, synthetic(TINY_VIT).model, TINY_VIT)
+    assert not result.passed and "onnx ranks texts" in result.message

@@ -1,0 +1,72 @@
+"""The pytest layer, driven as a user drives it: in a subprocess, from the repository root."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+from conformance import variants
+
+
+def pytest_run(repo_root: Path, *args: str, timeout: int = 300) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *args], cwd=repo_root,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def test_unknown_variant_is_a_usage_error_naming_the_nine(repo_root):
+    run = pytest_run(repo_root, "--variant", "Foo", "--collect-only", "-q")
+    assert run.returncode == 4
+    assert "unknown variant 'Foo'" in run.stderr
+    assert all(name in run.stderr for name in variants.official_names())
+    assert "Traceback" not in run.stderr
+
+
+def test_all_collects_the_matrix_for_the_nine(repo_root):
+    run = pytest_run(repo_root, "--variant", "all", "--collect-only", "-q")
+    assert run.returncode == 0, run.stdout + run.stderr
+    ids = run.stdout.splitlines()
+    for variant in variants.OFFICIAL:
+        for encoder in ("image", "text-split", "text-full"):
+            for exporter in ("torchscript", "dynamo"):
+                case = f"{variant.slug}-{encoder}-{exporter}-op20]"
+                assert any(i.startswith("conformance/test_parity.py::test_parity[") and i.endswith(case)
+                           for i in ids), case
+        assert any(i.endswith(f"test_zero_shot_agreement[{variant.slug}-dynamo-op20]") for i in ids)
+    assert not any("tiny" in i for i in ids)
+
+
+def test_options_narrow_the_matrix(repo_root):
+    run = pytest_run(repo_root, "--variant", "RN50", "--exporter", "dynamo", "--opset", "18", "--collect-only",
+                     "-q", "conformance/test_validity.py")
+    ids = [line for line in run.stdout.splitlines() if "::" in line]
+    assert ids == [f"conformance/test_validity.py::test_opset_validity[RN50-{k}-dynamo-op18]"
+                   for k in ("image", "text-split", "text-full")]
+
+
+def test_report_header_names_versions_weights_and_cpu(repo_root):
+    run = pytest_run(repo_root, "--variant", "ViT-B/32", "--collect-only", "-q", "conformance/test_validity.py",
+                     "-o", "console_output_style=classic", "--verbose")
+    for needle in ("clip-conformance: variants ViT-B/32", "torch 2.", "onnxruntime ", "clip 1.0.1", "cpu: ",
+                   "threads", "weights: ViT-B/32: synthetic weights, seed 0"):
+        assert needle in run.stdout, needle
+
+
+def test_xfail_file_marks_tests_and_warns_on_stale_entries(repo_root, tmp_path):
+    xfails = tmp_path / "xfails.txt"
+    xfails.write_text("test_io_contract[tiny-rn-image-torchscript-op20]  # example reason\n"
+                      "test_nothing_like_this[*]  # stale entry\n")
+    run = pytest_run(repo_root, "--variant", "tiny-rn", "--exporter", "torchscript", f"--xfails={xfails}",
+                     f"--export-cache={tmp_path / 'cache'}", "-rxX", "conformance/test_contract.py")
+    assert run.returncode == 0, run.stdout
+    assert "XPASS" in run.stdout and "example reason" in run.stdout
+    assert "'test_nothing_like_this[*]' matches no collected test" in run.stdout
+
+    strict = pytest_run(repo_root, "--variant", "tiny-rn", "--exporter", "torchscript", f"--xfails={xfails}",
+                        f"--export-cache={tmp_path / 'cache'}", "--strict-xfails", "conformance/test_contract.py")
+    assert strict.returncode == 1 and "XPASS(strict)" in strict.stdout
+
+
+def test_xfail_entry_without_reason_is_a_usage_error(repo_root, tmp_path):
+    xfails = tmp_path / "xfails.txt"
+    xfails.write_text("test_io_contract[*]\n")
+    run = pytest_run(repo_root, f"--xfails={xfails}", "--collect-only", "-q")
+    assert run.returncode == 4 and "needs a reason" in run.stderr

@@ -1,0 +1,126 @@
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from conformance import inputs
+from conformance.checks.projection import (
+    check_projection_file,
+    check_projection_roundtrip,
+    check_split_matches_full,
+    check_token_dtype,
+)
+from conformance.encoders import EncoderKind, project_text, projection_filename, text_projection
+from conformance.export import Exporter
+from conformance.runtime import InputContractError, run_onnx
+from conformance.tolerances import tolerance
+from tests.helpers import TINY_RN, TINY_VIT, copy_artifact, good, synthetic
+
+PROJ = tolerance("projection", variant="tiny-vit", encoder="text-split", exporter="torchscript")
+SPLIT_FULL = tolerance("split_vs_full", variant="tiny-vit", encoder="text-full", exporter="torchscript")
+
+
+def test_projection_file_is_named_and_shaped_by_the_variant():
+    assert projection_filename(TINY_VIT) == "text_projection_64_96.npy"
+    from conformance.variants import get
+
+    assert projection_filename(get("RN50")) == "text_projection_512_1024.npy"
+
+
+@pytest.mark.parametrize("variant", [TINY_VIT, TINY_RN], ids=lambda v: v.name)
+def test_good_projection_passes(tiny_cache, variant):
+    artifact = good(tiny_cache, variant, EncoderKind.TEXT_SPLIT)
+    result = check_projection_file(artifact, synthetic(variant).model, variant)
+    assert result.passed, result.message
+    assert result.figures["shape"] == list(variant.projection_shape)
+
+
+@pytest.mark.parametrize("case", sorted(inputs.EDGE_TEXTS))
+def test_roundtrip_reproduces_encode_text_on_edge_cases(tiny_cache, case):
+    artifact = good(tiny_cache, TINY_VIT, EncoderKind.TEXT_SPLIT, Exporter.DYNAMO)
+    result = check_projection_roundtrip(artifact, synthetic(TINY_VIT).model, TINY_VIT, inputs.EDGE_TEXTS[case], PROJ)
+    assert result.passed, result.message
+
+
+def test_full_context_text_puts_eot_last(tiny_cache):
+    artifact = good(tiny_cache, TINY_VIT, EncoderKind.TEXT_SPLIT)
+    texts = inputs.EDGE_TEXTS["full-context"]
+    result = check_projection_roundtrip(artifact, synthetic(TINY_VIT).model, TINY_VIT, texts, PROJ)
+    assert result.figures["eot_positions"] == [TINY_VIT.context_length - 1]
+
+
+def _replace_projection(artifact, array: np.ndarray) -> None:
+    np.save(artifact.projection_path, array)
+
+
+@pytest.mark.parametrize("variant", [TINY_VIT, TINY_RN], ids=lambda v: v.name)
+def test_transposed_projection_fails(tiny_cache, tmp_path, variant):
+    """tiny-rn's projection is square (64x64), as ViT-B/32's is: only the values give it away."""
+    model = synthetic(variant).model
+    artifact = copy_artifact(good(tiny_cache, variant, EncoderKind.TEXT_SPLIT), tmp_path / "a")
+    _replace_projection(artifact, text_projection(model).T.copy())
+    result = check_projection_file(artifact, model, variant)
+    assert not result.passed
+    expected = "differs from model.text_projection" if variant is TINY_RN else "has shape (96, 64), expected (64, 96)"
+    assert expected in result.message
+    assert not check_projection_roundtrip(artifact, model, variant, inputs.prompts(3), PROJ).passed
+
+
+def test_projection_from_another_seed_fails(tiny_cache, tmp_path):
+    model = synthetic(TINY_VIT).model
+    artifact = copy_artifact(good(tiny_cache, TINY_VIT, EncoderKind.TEXT_SPLIT), tmp_path / "a")
+    _replace_projection(artifact, text_projection(synthetic(TINY_VIT, seed=1).model))
+    assert "differs from model.text_projection" in check_projection_file(artifact, model, TINY_VIT).message
+    assert not check_projection_roundtrip(artifact, model, TINY_VIT, inputs.prompts(3), PROJ).passed
+    full = good(tiny_cache, TINY_VIT, EncoderKind.TEXT_FULL)
+    assert not check_split_matches_full(full, artifact, TINY_VIT, SPLIT_FULL).passed
+
+
+def test_missing_projection_file_fails_clearly(tiny_cache, tmp_path):
+    artifact = copy_artifact(good(tiny_cache, TINY_VIT, EncoderKind.TEXT_SPLIT), tmp_path / "a")
+    artifact.projection_path.unlink()
+    result = check_projection_file(artifact, synthetic(TINY_VIT).model, TINY_VIT)
+    assert not result.passed and "text_projection_64_96.npy" in result.message
+
+
+def test_projection_of_wrong_dtype_fails(tiny_cache, tmp_path):
+    model = synthetic(TINY_VIT).model
+    artifact = copy_artifact(good(tiny_cache, TINY_VIT, EncoderKind.TEXT_SPLIT), tmp_path / "a")
+    _replace_projection(artifact, text_projection(model).astype(np.float16))
+    assert "has dtype float16, the model has float32" in check_projection_file(artifact, model, TINY_VIT).message
+
+
+def test_split_plus_helper_equals_full(tiny_cache):
+    for exporter in Exporter:
+        full, split = (good(tiny_cache, TINY_VIT, kind, exporter) for kind in ("text-full", "text-split"))
+        result = check_split_matches_full(full, split, TINY_VIT, SPLIT_FULL)
+        assert result.passed, result.message
+
+
+def test_token_dtypes_are_handled_and_floats_refused(tiny_cache):
+    artifact = good(tiny_cache, TINY_VIT, EncoderKind.TEXT_SPLIT)
+    result = check_token_dtype(artifact, TINY_VIT)
+    assert result.passed, result.message
+    assert result.figures["graph_dtype"] == "int32"
+    with pytest.raises(InputContractError, match="input 'text' expects int32 but got float32"):
+        run_onnx(artifact, np.zeros((1, 77), dtype=np.float32))
+
+
+def test_token_dtype_check_catches_a_wrong_record(tiny_cache, tmp_path):
+    artifact = copy_artifact(good(tiny_cache, TINY_VIT, EncoderKind.TEXT_SPLIT), tmp_path / "a")
+    artifact.token_dtype = "int64"
+    result = check_token_dtype(artifact, TINY_VIT)
+    assert not result.passed and "graph takes int32 tokens but the artifact records int64" in result.message
+
+
+def test_project_text_refuses_mismatched_shapes():
+    with pytest.raises(ValueError, match="does not match projection"):
+        project_text(np.zeros((1, 77, 64)), np.zeros((1, 77), np.int32), np.zeros((96, 64)))
+
+
+@settings(max_examples=10, deadline=None, derandomize=True)
+@given(texts=st.lists(inputs.text_strategy(), min_size=1, max_size=3))
+def test_roundtrip_holds_for_drawn_texts(tiny_cache, texts):
+    artifact = good(tiny_cache, TINY_VIT, EncoderKind.TEXT_SPLIT)
+    result = check_projection_roundtrip(artifact, synthetic(TINY_VIT).model, TINY_VIT, texts, PROJ)
+    assert result.passed, result.message
