@@ -13,6 +13,6 @@ def tiny_cache(tmp_path_factory: pytest.TempPathFactory) -> ExportCache:
     return ExportCache(tmp_path_factory.mktemp("exports"), progress=lambda message: None)
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def repo_root() -> Path:
     return Path(__file__).resolve().parent.parent

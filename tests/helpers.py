@@ -59,3 +59,37 @@ def export_seed_recipe(model: torch.nn.Module, variant: Variant, folder: Path, e
     return Artifact(folder=folder, variant=variant.name, encoder=EncoderKind.IMAGE, exporter=str(exporter),
                     opset=20, precision="fp32", provenance=Provenance(kind="synthetic", seed=0), token_dtype=None,
                     projection_file=None, files=files)
+
+
+def slow_down(artifact: Artifact, folder: Path, width: int = 2048, repeats: int = 24) -> Artifact:
+    """A copy whose graph adds an expensive subgraph that changes nothing: output + 0 * f(input).
+
+    ORT cannot fold it away (0 * x is not 0 for NaN/inf), so every run pays `repeats` matmuls per item.
+    """
+    import numpy as np
+    import onnx
+    from onnx import helper, numpy_helper
+
+    slowed = copy_artifact(artifact, folder)
+    model = onnx.load(str(slowed.onnx_path))
+    graph = model.graph
+    source, sink = graph.input[0].name, graph.output[0].name
+    for node in graph.node:
+        node.output[:] = ["raw_output" if name == sink else name for name in node.output]
+    features = int(np.prod([d.dim_value for d in graph.input[0].type.tensor_type.shape.dim[1:]]))
+    rng = np.random.default_rng(0)
+    graph.initializer.extend([
+        numpy_helper.from_array((rng.standard_normal((features, width)) * 0.01).astype(np.float32), "slow_w_in"),
+        numpy_helper.from_array((rng.standard_normal((width, width)) * 0.01).astype(np.float32), "slow_w"),
+        numpy_helper.from_array(np.array(0.0, dtype=np.float32), "slow_zero"),
+    ])
+    nodes = [helper.make_node("Flatten", [source], ["slow_flat"], axis=1),
+             helper.make_node("MatMul", ["slow_flat", "slow_w_in"], ["slow_0"])]
+    nodes += [helper.make_node("MatMul", [f"slow_{i}", "slow_w"], [f"slow_{i + 1}"]) for i in range(repeats)]
+    nodes += [helper.make_node("ReduceSum", [f"slow_{repeats}"], ["slow_sum"], keepdims=1),
+              helper.make_node("Mul", ["slow_sum", "slow_zero"], ["slow_nothing"]),
+              helper.make_node("Add", ["raw_output", "slow_nothing"], [sink])]
+    graph.node.extend(nodes)
+    onnx.save(model, str(slowed.onnx_path))
+    slowed.files = {p.name: p.stat().st_size for p in folder.iterdir() if p.name != "artifact.json"}
+    return slowed

@@ -1,0 +1,124 @@
+"""Latency: onnxruntime against torch eager on the same inputs, in interleaved rounds, and its gates."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cache
+
+import numpy as np
+import torch
+
+from conformance import inputs
+from conformance.artifact import Artifact
+from conformance.encoders import EncoderKind, wrap
+from conformance.results import CheckResult, failed, verdict
+from conformance.runtime import run_onnx
+from conformance.variants import Variant
+
+CHECK = "latency"
+DEFAULT_MAX_RATIO = 1.5  # ORT p50 may not exceed 1.5x torch eager p50, measured in the same rounds
+
+Call = Callable[[], object]
+# (ort_call, torch_call, rounds) -> (ort seconds per round, torch seconds per round)
+RoundTimer = Callable[[Call, Call, int], tuple[list[float], list[float]]]
+
+
+@dataclass(frozen=True)
+class LatencyPlan:
+    batch: int
+    rounds: int
+    warmup: int
+
+
+def interleaved_rounds(ort_call: Call, torch_call: Call, rounds: int) -> tuple[list[float], list[float]]:
+    """ORT and torch alternate round by round, so a drift in the shared machine's speed hits both."""
+    ort_times, torch_times = [], []
+    for _ in range(rounds):
+        started = time.perf_counter()
+        ort_call()
+        ort_times.append(time.perf_counter() - started)
+        started = time.perf_counter()
+        torch_call()
+        torch_times.append(time.perf_counter() - started)
+    return ort_times, torch_times
+
+
+def summary(seconds: list[float], items: int) -> dict[str, float]:
+    ms = np.asarray(seconds) * 1e3
+    p50 = float(np.percentile(ms, 50))
+    return {"mean_ms": float(ms.mean()), "p50_ms": p50, "p90_ms": float(np.percentile(ms, 90)),
+            "p99_ms": float(np.percentile(ms, 99)), "rounds": len(ms), "items_per_s": items / (p50 / 1e3)}
+
+
+@cache
+def matmul_peak_gflops(size: int = 2048, repeats: int = 5) -> float:
+    """This CPU's practical fp32 peak: the best of a few torch sgemms (2 flops per multiply-add)."""
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    torch.mm(a, b)
+    best = min(_timed(lambda: torch.mm(a, b)) for _ in range(repeats))
+    return 2 * size**3 / best / 1e9
+
+
+def _timed(call: Call) -> float:
+    started = time.perf_counter()
+    call()
+    return time.perf_counter() - started
+
+
+def gflops_per_item(variant: Variant, encoder: EncoderKind) -> float:
+    return variant.image_gflops if encoder == EncoderKind.IMAGE else variant.text_gflops
+
+
+def measure_latency(artifact: Artifact, model: torch.nn.Module, variant: Variant, plan: LatencyPlan,
+                    timer: RoundTimer = interleaved_rounds) -> dict[str, object]:
+    """Time ORT and torch eager on one input batch; warm-up rounds are run first and not timed."""
+    x = inputs.batch_for(variant, artifact.encoder, plan.batch)
+    module, tensor = wrap(model, artifact.encoder), torch.from_numpy(x)
+
+    def ort_call() -> object:
+        return run_onnx(artifact, x)
+
+    def torch_call() -> object:
+        with torch.no_grad():
+            return module(tensor)
+
+    for _ in range(plan.warmup):
+        ort_call(), torch_call()
+    ort_times, torch_times = timer(ort_call, torch_call, plan.rounds)
+    ort, ref = summary(ort_times, plan.batch), summary(torch_times, plan.batch)
+    achieved = gflops_per_item(variant, artifact.encoder) * plan.batch / (ort["p50_ms"] / 1e3)
+    peak = matmul_peak_gflops()
+    return {"batch": plan.batch, "warmup": plan.warmup, "ort": ort, "torch": ref,
+            "ratio_p50": ort["p50_ms"] / ref["p50_ms"], "gflops_per_item": gflops_per_item(variant, artifact.encoder),
+            "achieved_gflops": achieved, "matmul_peak_gflops": peak, "roofline_fraction": achieved / peak,
+            "threads": torch.get_num_threads()}
+
+
+def check_latency(figures: dict[str, object], max_ratio: float = DEFAULT_MAX_RATIO,
+                  baseline_p50_ms: float | None = None, baseline_tolerance: float = 0.10) -> CheckResult:
+    """Gate a measurement: against torch in the same run, and against an earlier run's p50 if given."""
+    ort_p50 = float(figures["ort"]["p50_ms"])  # type: ignore[index]
+    torch_p50 = float(figures["torch"]["p50_ms"])  # type: ignore[index]
+    ratio = float(figures["ratio_p50"])  # type: ignore[arg-type]
+    problems = []
+    if ratio > max_ratio:
+        problems.append(f"ORT p50 {ort_p50:.2f} ms is {ratio:.2f}x torch eager p50 {torch_p50:.2f} ms "
+                        f"(gate {max_ratio}x, batch {figures['batch']})")
+    if baseline_p50_ms is not None:
+        limit = baseline_p50_ms * (1 + baseline_tolerance)
+        figures = {**figures, "baseline_p50_ms": baseline_p50_ms, "baseline_tolerance": baseline_tolerance}
+        if ort_p50 > limit:
+            problems.append(f"ORT p50 {ort_p50:.2f} ms exceeds baseline {baseline_p50_ms:.2f} ms "
+                            f"+{baseline_tolerance:.0%} = {limit:.2f} ms")
+    return verdict(CHECK, problems, figures, f"ORT/torch p50 {ratio:.2f}x at batch {figures['batch']}")
+
+
+def check_latency_of(artifact: Artifact, model: torch.nn.Module, variant: Variant, plan: LatencyPlan,
+                     timer: RoundTimer = interleaved_rounds, **gates: float | None) -> CheckResult:
+    try:
+        figures = measure_latency(artifact, model, variant, plan, timer)
+    except Exception as exc:  # noqa: BLE001
+        return failed(CHECK, f"could not time batch {plan.batch}: {type(exc).__name__}: {str(exc).splitlines()[0]}")
+    return check_latency(figures, **gates)  # type: ignore[arg-type]

@@ -1,0 +1,79 @@
+"""The results.json document: one record per test, plus environment, provenance and the run's verdict.
+
+Schema version 1 (documented in the README):
+  schema          "clip-conformance-results/1"
+  created         ISO-8601 UTC time the document was written
+  exit_status     the exit code the run returned (0 = gate passed)
+  verdict         "pass" or "fail"
+  counts          outcome -> number of tests
+  environment     versions, python, platform, cpu, threads (per shard when merged)
+  provenance      variant -> weights provenance {kind, sha256, path, seed}
+  options         the run's suite options (variants, exporters, opsets, latency mode, ...)
+  shards          one entry per merged input {source, created, exit_status, environment}
+  tests           [{nodeid, test, check, variant, encoder, exporter, opset, batch, outcome, duration_s,
+                    message, xfail_reason, figures, artifact}]
+  outcome is one of passed, failed, error, skipped, xfailed, xpassed.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+SCHEMA = "clip-conformance-results/1"
+FAILING = frozenset({"failed", "error"})
+
+
+class ResultsError(ValueError):
+    """A results.json that is unreadable or of another schema."""
+
+
+def now() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+
+
+def counts(tests: list[dict[str, Any]]) -> dict[str, int]:
+    return dict(sorted(Counter(t["outcome"] for t in tests).items()))
+
+
+def document(tests: list[dict[str, Any]], exit_status: int, environment: dict[str, Any],
+             provenance: dict[str, Any], options: dict[str, Any], shards: list[dict[str, Any]] | None = None,
+             ) -> dict[str, Any]:
+    failing = any(t["outcome"] in FAILING for t in tests)
+    return {
+        "schema": SCHEMA, "created": now(), "exit_status": exit_status,
+        "verdict": "fail" if failing or exit_status != 0 else "pass", "counts": counts(tests),
+        "environment": environment, "provenance": provenance, "options": options, "shards": shards or [],
+        "tests": tests,
+    }
+
+
+def load(path: Path) -> dict[str, Any]:
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ResultsError(f"{path}: not a readable results.json ({type(exc).__name__}: {exc})") from None
+    if not isinstance(doc, dict) or doc.get("schema") != SCHEMA:
+        found = doc.get("schema") if isinstance(doc, dict) else type(doc).__name__
+        raise ResultsError(f"{path}: schema {found!r}, expected {SCHEMA!r}")
+    return doc
+
+
+def merge(docs: list[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
+    """One document from several shards (say, one CI job per variant). A test run in two shards keeps the
+    later shard's record; the merged exit status is the worst of the shards'."""
+    by_id: dict[str, dict[str, Any]] = {}
+    provenance: dict[str, Any] = {}
+    shards = []
+    for source, doc in docs:
+        by_id.update({t["nodeid"]: t for t in doc["tests"]})
+        provenance.update(doc.get("provenance", {}))
+        shards.append({"source": source, "created": doc.get("created"), "exit_status": doc.get("exit_status"),
+                       "environment": doc.get("environment", {}), "options": doc.get("options", {})})
+    exit_status = max((s["exit_status"] or 0 for s in shards), default=0)
+    first = docs[0][1] if docs else {}
+    return document(list(by_id.values()), exit_status, first.get("environment", {}), provenance,
+                    first.get("options", {}), shards)

@@ -1,0 +1,118 @@
+"""Reports from real runs: results.json, junit.xml, report.html in a real browser, and shard merging."""
+
+import json
+import shutil
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+from conformance.report import html, schema
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+SCREENSHOT = Path(__file__).resolve().parent.parent / "reports" / "report-selftest.png"
+
+
+def _run(repo_root: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, *args], cwd=repo_root, capture_output=True, text=True, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def shards(tmp_path_factory, repo_root) -> dict[str, Path]:
+    """Two real runs: tiny-vit with a latency baseline it cannot meet (so it fails), tiny-rn passing."""
+    root = tmp_path_factory.mktemp("shards")
+    baseline = root / "baseline.json"
+    baseline.write_text(json.dumps({"schema": schema.SCHEMA, "tests": [{
+        "nodeid": "conformance/test_latency.py::test_latency[tiny-vit-image-torchscript-op20-batch1]",
+        "check": "latency", "figures": {"ort": {"p50_ms": 1e-6}}}]}))
+    common = ["-m", "pytest", "-p", "no:cacheprovider", "--exporter", "torchscript", f"--export-cache={root / 'c'}",
+              "--latency-batches", "1,2"]
+    vit = _run(repo_root, *common, "--variant", "tiny-vit", f"--report-dir={root / 'vit'}",
+               f"--latency-baseline={baseline}")
+    rn = _run(repo_root, *common, "--variant", "tiny-rn", f"--report-dir={root / 'rn'}", "-k", "validity or contract")
+    assert vit.returncode == 1, vit.stdout[-3000:]
+    assert rn.returncode == 0, rn.stdout[-3000:]
+    return {"vit": root / "vit", "rn": root / "rn", "root": root}
+
+
+def test_run_writes_results_junit_and_html(shards):
+    doc = schema.load(shards["vit"] / "results.json")
+    assert doc["exit_status"] == 1 and doc["verdict"] == "fail"
+    assert doc["provenance"] == {"tiny-vit": {"kind": "synthetic", "sha256": None, "path": None, "seed": 0}}
+    assert {"torch", "onnxruntime", "cpu", "threads"} <= set(doc["environment"])
+    by_id = {t["nodeid"].split("::")[-1]: t for t in doc["tests"]}
+    gated = by_id["test_latency[tiny-vit-image-torchscript-op20-batch1]"]
+    assert gated["outcome"] == "failed" and "exceeds baseline" in gated["message"]
+    parity = by_id["test_parity[tiny-vit-image-torchscript-op20]"]
+    assert parity["outcome"] == "passed" and parity["figures"]["max_abs_err"] < 3e-5
+    assert parity["variant"] == "tiny-vit" and parity["encoder"] == "image" and parity["opset"] == 20
+    assert parity["artifact"]["provenance"]["kind"] == "synthetic"
+    cases = ET.parse(shards["vit"] / "junit.xml").getroot().iter("testcase")
+    assert sum(1 for _ in cases) == len(doc["tests"])
+    assert (shards["vit"] / "report.html").stat().st_size > 10_000
+
+
+def test_merge_holds_both_shards_rows(shards, repo_root):
+    out = shards["root"] / "merged"
+    run = _run(repo_root, "-m", "conformance", "merge", str(shards["vit"] / "results.json"),
+               str(shards["rn"] / "results.json"), f"--out={out}")
+    assert run.returncode == 1, run.stdout + run.stderr  # the worst shard's exit status
+    merged = schema.load(out / "results.json")
+    assert {t["variant"] for t in merged["tests"]} == {"tiny-vit", "tiny-rn"}
+    assert len(merged["shards"]) == 2 and set(merged["provenance"]) == {"tiny-vit", "tiny-rn"}
+    page = (out / "report.html").read_text()
+    assert "tiny-rn" in page and "tiny-vit" in page and "merged from 2 shard(s)" in page
+
+
+def test_merge_refuses_a_foreign_file(tmp_path, repo_root):
+    bogus = tmp_path / "results.json"
+    bogus.write_text('{"schema": "something-else/9"}')
+    run = _run(repo_root, "-m", "conformance", "merge", str(bogus), f"--out={tmp_path / 'o'}")
+    assert run.returncode == 2 and "expected 'clip-conformance-results/1'" in run.stderr
+    assert not (tmp_path / "o").exists()
+
+
+def test_render_shows_verdict_matrix_and_xfails():
+    tests = [
+        {"nodeid": "t::test_parity[v-image-dynamo-op20]", "test": "parity", "check": "parity", "variant": "v",
+         "encoder": "image", "exporter": "dynamo", "opset": 20, "batch": None, "outcome": "failed",
+         "duration_s": 0.1, "message": "onnx vs torch: max abs error 0.01", "xfail_reason": None,
+         "figures": {"max_abs_err": 0.01}, "artifact": None},
+        {"nodeid": "t::test_io_contract[v-image-dynamo-op20]", "test": "io_contract", "check": "contract",
+         "variant": "v", "encoder": "image", "exporter": "dynamo", "opset": 20, "batch": None, "outcome": "xfailed",
+         "duration_s": 0.1, "message": "", "xfail_reason": "known: static batch", "figures": {}, "artifact": None},
+    ]
+    page = html.render(schema.document(tests, 1, {"cpu": "x"}, {}, {}))
+    assert "FAIL: do not ship" in page and "exit status 1" in page
+    assert "known: static batch" in page and "max_abs_err: 0.01" in page
+    assert 'class="cell failed"' in page and 'class="cell xfailed"' in page
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed here (CI installs Debian's chromium)")
+def test_report_renders_in_chromium(shards):
+    from playwright.sync_api import sync_playwright
+
+    flags = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+             "--disable-sync", "--no-first-run"]
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=flags)
+        page = browser.new_page(viewport={"width": 1500, "height": 900})
+        page.goto((shards["vit"] / "report.html").as_uri())
+        verdict = page.locator("#verdict")
+        assert verdict.is_visible() and "FAIL" in verdict.inner_text() and "exit status 1" in verdict.inner_text()
+        rows = page.locator("#matrix tr.row")
+        assert rows.count() == 4  # image, text-split, text-full, and the image+text pair
+        failed = page.locator("#matrix td.cell.failed").first
+        assert failed.is_visible() and failed.bounding_box()["width"] > 20
+        message = failed.locator(".msg").first
+        assert not message.is_visible()
+        failed.locator("summary").click()
+        assert message.is_visible() and "exceeds baseline" in message.inner_text()
+        assert page.locator("#latency-chart rect").count() >= 2
+        assert "synthetic weights, seed 0" in page.locator("#provenance").inner_text()
+        SCREENSHOT.parent.mkdir(exist_ok=True)
+        page.screenshot(path=str(SCREENSHOT), full_page=True)
+        browser.close()
+    assert SCREENSHOT.stat().st_size > 10_000
