@@ -3,12 +3,63 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from conformance import atomic
+from conformance import atomic, variants, weights
+from conformance.bundle import BundleError, write_bundle
+from conformance.encoders import EncoderKind
+from conformance.export import DEFAULT_OPSET, ExportCache, Exporter, ExportError, ExportSpec
 from conformance.report import html, schema
+
+# Exit codes of `export`: 0 written, 1 the export failed, 2 bad usage or output folder, 3 bad weights.
+EXPORT_FAILED, USAGE, BAD_WEIGHTS = 1, 2, 3
+
+
+def _error(message: str, code: int) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return code
+
+
+def _writable_target(out: Path) -> str | None:
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        return f"{out} exists and is not an empty folder; choose a new one or remove it"
+    parent = out.resolve().parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        return f"cannot create {parent}: {exc.strerror}"
+    if not os.access(parent, os.W_OK):
+        return f"{parent} is not writable"
+    return None
+
+
+def export_command(args: argparse.Namespace) -> int:
+    try:
+        variant = variants.get(args.variant)
+    except variants.UnknownVariantError as exc:
+        return _error(str(exc), USAGE)
+    problem = _writable_target(args.out)
+    if problem:
+        return _error(problem, USAGE)
+    try:
+        loaded = weights.resolve(variant, args.weights, args.seed)
+    except weights.WeightsError as exc:
+        return _error(str(exc), BAD_WEIGHTS)
+    print(f"{variant.name}: {loaded.provenance.describe()}", flush=True)
+    cache = ExportCache(args.export_cache, progress=lambda m: print(m, flush=True))
+    try:
+        artifacts = {kind: cache.get(ExportSpec(variant, kind, Exporter(args.exporter), args.opset), loaded.model,
+                                     loaded.provenance) for kind in (EncoderKind.IMAGE, EncoderKind.TEXT_SPLIT)}
+        write_bundle(args.out, variant, artifacts)
+    except ExportError as exc:
+        return _error(str(exc), EXPORT_FAILED)
+    except (BundleError, OSError) as exc:
+        return _error(str(exc), USAGE)
+    print(f"bundle written: {args.out} (validate with: pytest --artifacts={args.out})")
+    return 0
 
 
 def merge_command(args: argparse.Namespace) -> int:
@@ -32,6 +83,18 @@ def parser() -> argparse.ArgumentParser:
     merge.add_argument("results", nargs="+", type=Path, help="results.json files, one per shard")
     merge.add_argument("--out", type=Path, default=Path("reports/merged"), help="output folder")
     merge.set_defaults(run=merge_command)
+    export = commands.add_parser("export", help="export a variant's image and split text encoders as a bundle")
+    export.add_argument("--variant", required=True, help="one of the nine OpenAI variants")
+    export.add_argument("--out", type=Path, required=True, help="bundle folder to create (new or empty)")
+    export.add_argument("--weights", type=Path, default=None, help="checkpoint file or folder (default: "
+                        "~/.cache/clip if the official file is there, else synthetic)")
+    export.add_argument("--exporter", choices=[str(e) for e in Exporter], default=str(Exporter.DYNAMO),
+                        help="torch exporter (default: dynamo, torch.onnx.export's default)")
+    export.add_argument("--opset", type=int, default=DEFAULT_OPSET, help=f"ONNX opset (default {DEFAULT_OPSET})")
+    export.add_argument("--seed", type=int, default=0, help="seed for synthetic weights (default 0)")
+    export.add_argument("--export-cache", type=Path, default=Path(".cache/exports"),
+                        help="export cache shared with pytest runs (default .cache/exports)")
+    export.set_defaults(run=export_command)
     return root
 
 

@@ -7,6 +7,7 @@ import hashlib
 import io
 import json
 import logging
+import os
 import time
 import warnings
 from collections.abc import Callable, Iterator
@@ -159,9 +160,17 @@ class ExportCache:
                 artifact = export_to(staging, spec, model, provenance)
                 artifact.save(staging / "artifact.json")
             artifact = Artifact.load(final / "artifact.json")
+            self._log(key, spec, artifact)
             self.progress(f"exported {spec.test_id}: {artifact.total_bytes / 1e6:.1f} MB "
                           f"in {artifact.export_seconds:.1f} s -> {final}")
             return artifact
+
+    def _log(self, key: str, spec: ExportSpec, artifact: Artifact) -> None:
+        """One line per export made, across runs and xdist workers: an audit trail of what was rebuilt."""
+        line = f"{time.strftime('%Y-%m-%dT%H:%M:%S')} pid={os.getpid()} {spec.test_id} key={key} " \
+               f"{artifact.total_bytes} bytes {artifact.export_seconds} s\n"
+        with (self.root / "exports.log").open("a", encoding="utf-8") as handle:
+            handle.write(line)
 
     def _trusted(self, final: Path) -> Artifact | None:
         marker = final / "artifact.json"

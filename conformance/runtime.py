@@ -18,7 +18,7 @@ class InputContractError(TypeError):
     """An input that does not fit the graph's declared contract; the message says how to fix it."""
 
 
-@lru_cache(maxsize=8)
+@lru_cache(maxsize=4)  # sessions of the large variants hold GBs each
 def _session(path: Path, mtime_ns: int, threads: int) -> ort.InferenceSession:
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads

@@ -70,3 +70,19 @@ def test_xfail_entry_without_reason_is_a_usage_error(repo_root, tmp_path):
     xfails.write_text("test_io_contract[*]\n")
     run = pytest_run(repo_root, f"--xfails={xfails}", "--collect-only", "-q")
     assert run.returncode == 4 and "needs a reason" in run.stderr
+
+
+def test_xdist_workers_export_each_key_once_and_a_warm_run_exports_nothing(repo_root, tmp_path):
+    """`--dist load` spreads one variant's tests over both workers, so both ask for the same exports."""
+    cache = tmp_path / "cache"
+    args = ["--variant", "tiny-rn", "-n", "2", "--dist", "load", f"--export-cache={cache}", "--latency=none",
+            f"--report-dir={tmp_path / 'r'}", "-k", "validity or contract or parity"]
+    first = pytest_run(repo_root, *args)
+    assert first.returncode == 0, first.stdout[-2000:]
+    log = (cache / "exports.log").read_text().splitlines()
+    exported = [line.split()[2] for line in log]
+    assert sorted(exported) == sorted(f"tiny-rn-{k}-{e}-op20" for k in ("image", "text-split", "text-full")
+                                      for e in ("torchscript", "dynamo"))
+    second = pytest_run(repo_root, *args)
+    assert second.returncode == 0
+    assert (cache / "exports.log").read_text().splitlines() == log

@@ -77,7 +77,12 @@ def check_token_dtype(artifact: Artifact, variant: Variant) -> CheckResult:
     problems = []
     if declared != artifact.token_dtype:
         problems.append(f"graph takes {declared} tokens but the artifact records {artifact.token_dtype}")
-    if not np.array_equal(run_onnx(artifact, tokens.astype(np.int32)), run_onnx(artifact, tokens.astype(np.int64))):
+    try:
+        same = np.array_equal(run_onnx(artifact, tokens.astype(np.int32)), run_onnx(artifact, tokens.astype(np.int64)))
+    except Exception as exc:  # noqa: BLE001
+        return failed(CHECK_TOKENS, f"onnxruntime failed: {type(exc).__name__}: {str(exc).splitlines()[0]}",
+                      **figures)
+    if not same:
         problems.append("int32 and int64 token ids give different outputs")
     try:
         run_onnx(artifact, tokens.astype(np.float32))
