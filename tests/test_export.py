@@ -1,5 +1,7 @@
 import json
+import multiprocessing
 import os
+from pathlib import Path
 
 import pytest
 import torch
@@ -102,3 +104,21 @@ def test_dynamo_export_writes_external_data_and_records_it(tiny_cache):
     assert set(artifact.files) == {"model.onnx", "model.onnx.data", "text_projection_64_96.npy"}
     assert artifact.token_dtype == "int32"
     artifact.verify_sizes()
+
+
+def _export_in_another_process(root: str) -> None:
+    loaded = synthetic(TINY_VIT)
+    spec = ExportSpec(TINY_VIT, EncoderKind.IMAGE, Exporter.TORCHSCRIPT)
+    ExportCache(Path(root), progress=lambda m: None).get(spec, loaded.model, loaded.provenance)
+
+
+def test_concurrent_processes_export_a_key_once(tmp_path):
+    """What keeps pytest-xdist workers (and two CI jobs sharing a cache) from exporting twice."""
+    context = multiprocessing.get_context("spawn")
+    workers = [context.Process(target=_export_in_another_process, args=(str(tmp_path),)) for _ in range(2)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(120)
+        assert worker.exitcode == 0
+    assert len((tmp_path / "exports.log").read_text().splitlines()) == 1

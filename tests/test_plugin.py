@@ -1,5 +1,6 @@
 """The pytest layer, driven as a user drives it: in a subprocess, from the repository root."""
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -72,17 +73,20 @@ def test_xfail_entry_without_reason_is_a_usage_error(repo_root, tmp_path):
     assert run.returncode == 4 and "needs a reason" in run.stderr
 
 
-def test_xdist_workers_export_each_key_once_and_a_warm_run_exports_nothing(repo_root, tmp_path):
-    """`--dist load` spreads one variant's tests over both workers, so both ask for the same exports."""
+def test_xdist_groups_by_variant_exports_once_and_a_warm_run_exports_nothing(repo_root, tmp_path):
     cache = tmp_path / "cache"
-    args = ["--variant", "tiny-rn", "-n", "2", "--dist", "load", f"--export-cache={cache}", "--latency=none",
-            f"--report-dir={tmp_path / 'r'}", "-k", "validity or contract or parity"]
+    args = ["--variant", "tiny-rn", "--variant", "tiny-vit", "-n", "2", f"--export-cache={cache}",
+            "--latency=none", f"--report-dir={tmp_path / 'r'}", "-k", "validity", "-v"]
     first = pytest_run(repo_root, *args)
     assert first.returncode == 0, first.stdout[-2000:]
     log = (cache / "exports.log").read_text().splitlines()
-    exported = [line.split()[2] for line in log]
-    assert sorted(exported) == sorted(f"tiny-rn-{k}-{e}-op20" for k in ("image", "text-split", "text-full")
-                                      for e in ("torchscript", "dynamo"))
+    assert sorted(line.split()[2] for line in log) == sorted(
+        f"{v}-{k}-{e}-op20" for v in ("tiny-rn", "tiny-vit") for k in ("image", "text-split", "text-full")
+        for e in ("torchscript", "dynamo"))
+    for variant in ("tiny-rn", "tiny-vit"):  # --dist loadgroup, set by the plugin: one worker per variant
+        assert len({line.split()[1] for line in log if f" {variant}-" in line}) == 1
+    results = json.loads((tmp_path / "r" / "results.json").read_text())
+    assert not any("@" in t["nodeid"] for t in results["tests"])  # xdist's group suffix is stripped
     second = pytest_run(repo_root, *args)
     assert second.returncode == 0
     assert (cache / "exports.log").read_text().splitlines() == log
