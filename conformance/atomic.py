@@ -40,3 +40,19 @@ def staged_directory(target: Path, replace: bool = False) -> Iterator[Path]:
         os.rename(tmp, target)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+class DocumentError(ValueError):
+    """A JSON document that is unreadable or of another schema version."""
+
+
+def read_document(path: Path, schema: str) -> dict[str, Any]:
+    """A JSON object whose `schema` key equals `schema` (results.json, manifest.json)."""
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise DocumentError(f"{path} is not valid JSON: {type(exc).__name__}: {exc}") from None
+    if not isinstance(doc, dict) or doc.get("schema") != schema:
+        found = doc.get("schema") if isinstance(doc, dict) else type(doc).__name__
+        raise DocumentError(f"{path} has schema {found!r}, expected {schema!r}")
+    return doc

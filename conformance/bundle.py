@@ -7,7 +7,6 @@ and each graph's I/O contract. `load` verifies all of it before any check sees t
 
 from __future__ import annotations
 
-import json
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -127,12 +126,9 @@ def read_manifest(folder: Path) -> dict[str, Any]:
     if not path.is_file():
         raise BundleError(f"{path} is missing: not a bundle made by `python -m conformance export`")
     try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise BundleError(f"{path} is not valid JSON: {exc}") from None
-    if not isinstance(manifest, dict) or manifest.get("schema") != SCHEMA:
-        found = manifest.get("schema") if isinstance(manifest, dict) else type(manifest).__name__
-        raise BundleError(f"{path} has schema {found!r}, expected {SCHEMA!r}")
+        manifest = atomic.read_document(path, SCHEMA)
+    except atomic.DocumentError as exc:
+        raise BundleError(str(exc)) from None
     missing = [k for k in ("variant", "provenance", "exporter", "opset", "precision", "graphs", "files")
                if k not in manifest]
     if missing:

@@ -64,11 +64,15 @@ def test_baseline_50_percent_faster_fails(tiny_cache):
 
 
 def test_baseline_is_read_from_an_earlier_results_json(tmp_path):
-    doc = {"tests": [{"nodeid": "a", "check": "latency", "figures": {"ort": {"p50_ms": 4.0}}},
+    doc = {"schema": "clip-conformance-results/1",
+           "tests": [{"nodeid": "a@RN50", "check": "latency", "figures": {"ort": {"p50_ms": 4.0}}},
                      {"nodeid": "b", "check": "parity", "figures": {}}]}
     path = tmp_path / "results.json"
     path.write_text(json.dumps(doc))
     assert load_baseline(path) == {"a": 4.0}
+    path.write_text('{"schema": "other/1", "tests": []}')
+    with pytest.raises(pytest.UsageError, match="expected 'clip-conformance-results/1'"):
+        load_baseline(path)
     path.write_text("{not json")
     with pytest.raises(pytest.UsageError, match="not a usable results"):
         load_baseline(path)

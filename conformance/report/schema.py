@@ -18,10 +18,11 @@ Schema version 1 (documented in the README):
 from __future__ import annotations
 
 import datetime as dt
-import json
 from collections import Counter
 from pathlib import Path
 from typing import Any
+
+from conformance import atomic
 
 SCHEMA = "clip-conformance-results/1"
 FAILING = frozenset({"failed", "error"})
@@ -53,13 +54,9 @@ def document(tests: list[dict[str, Any]], exit_status: int, environment: dict[st
 
 def load(path: Path) -> dict[str, Any]:
     try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise ResultsError(f"{path}: not a readable results.json ({type(exc).__name__}: {exc})") from None
-    if not isinstance(doc, dict) or doc.get("schema") != SCHEMA:
-        found = doc.get("schema") if isinstance(doc, dict) else type(doc).__name__
-        raise ResultsError(f"{path}: schema {found!r}, expected {SCHEMA!r}")
-    return doc
+        return atomic.read_document(path, SCHEMA)
+    except atomic.DocumentError as exc:
+        raise ResultsError(str(exc)) from None
 
 
 def merge(docs: list[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
