@@ -5,6 +5,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from conformance import variants
 
 
@@ -90,3 +92,16 @@ def test_xdist_groups_by_variant_exports_once_and_a_warm_run_exports_nothing(rep
     second = pytest_run(repo_root, *args)
     assert second.returncode == 0
     assert (cache / "exports.log").read_text().splitlines() == log
+
+
+def test_device_cuda_skips_cleanly_without_a_gpu(repo_root, tmp_path):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU; the skip path is for machines without one")
+    run = pytest_run(repo_root, "--variant", "tiny-rn", "--exporter", "torchscript", "--device", "cuda",
+                     f"--export-cache={tmp_path / 'c'}", f"--report-dir={tmp_path / 'r'}", "-rs",
+                     "conformance/test_validity.py")
+    assert run.returncode == 0, run.stdout[-2000:]
+    assert "3 skipped" in run.stdout and "torch.cuda.is_available() is False" in run.stdout
+    assert not (tmp_path / "c").exists() or not list((tmp_path / "c").rglob("*.onnx"))
