@@ -27,10 +27,26 @@ def _session(path: Path, mtime_ns: int, threads: int) -> ort.InferenceSession:
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
-def session(artifact: Artifact, threads: int | None = None) -> ort.InferenceSession:
-    """A cached CPU session (threads = cores by default); re-opened if the file changes on disk."""
+_threads: int | None = None
+
+
+def share_cores(workers: int) -> int:
+    """Give this process its share of the cores (pytest-xdist workers), for ORT sessions and torch alike:
+    two workers with two threads each on two cores would time each other's contention."""
+    global _threads
+    _threads = max(1, thread_count() // max(1, workers))
+    torch.set_num_threads(_threads)
+    return _threads
+
+
+def threads() -> int:
+    return _threads or thread_count()
+
+
+def session(artifact: Artifact, threads_: int | None = None) -> ort.InferenceSession:
+    """A cached CPU session (threads = this process's share of the cores); re-opened if the file changes."""
     path = artifact.onnx_path
-    return _session(path, path.stat().st_mtime_ns, threads or thread_count())
+    return _session(path, path.stat().st_mtime_ns, threads_ or threads())
 
 
 _ORT_TYPES = {"tensor(float)": np.float32, "tensor(int32)": np.int32, "tensor(int64)": np.int64,

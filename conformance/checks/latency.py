@@ -14,7 +14,7 @@ from conformance import inputs
 from conformance.artifact import Artifact
 from conformance.encoders import EncoderKind, wrap
 from conformance.results import CheckResult, failed, verdict
-from conformance.runtime import run_onnx
+from conformance.runtime import run_onnx, threads
 from conformance.variants import Variant
 
 CHECK = "latency"
@@ -93,7 +93,7 @@ def measure_latency(artifact: Artifact, model: torch.nn.Module, variant: Variant
     return {"batch": plan.batch, "warmup": plan.warmup, "ort": ort, "torch": ref,
             "ratio_p50": ort["p50_ms"] / ref["p50_ms"], "gflops_per_item": gflops_per_item(variant, artifact.encoder),
             "achieved_gflops": achieved, "matmul_peak_gflops": peak, "roofline_fraction": achieved / peak,
-            "threads": torch.get_num_threads()}
+            "ort_threads": threads(), "torch_threads": torch.get_num_threads()}
 
 
 def check_latency(figures: dict[str, object], max_ratio: float = DEFAULT_MAX_RATIO,
