@@ -43,3 +43,13 @@ def failed(check: str, message: str, **figures: Any) -> CheckResult:
 
 def skipped(check: str, reason: str) -> CheckResult:
     return CheckResult(check, Status.SKIPPED, reason)
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message ("" for none): runtime and exporter errors run to pages."""
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else ""
+
+
+def error_line(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {first_line(exc)}"

@@ -9,16 +9,12 @@ import numpy as np
 from conformance import inputs
 from conformance.artifact import Artifact
 from conformance.numerics import Tolerance, error_figures, tolerance_problems
-from conformance.results import CheckResult, verdict
+from conformance.results import CheckResult, error_line, verdict
 from conformance.runtime import run_onnx
 from conformance.variants import Variant
 
 CHECK_DYNAMIC = "dynamic_batch"
 CHECK_ROWS = "row_independence"
-
-
-def _first_line(exc: Exception) -> str:
-    return f"{type(exc).__name__}: {(str(exc).strip().splitlines() or [''])[0][:300]}"
 
 
 def check_dynamic_batch(artifact: Artifact, variant: Variant, sizes: Iterable[int]) -> CheckResult:
@@ -30,7 +26,7 @@ def check_dynamic_batch(artifact: Artifact, variant: Variant, sizes: Iterable[in
         try:
             out = run_onnx(artifact, inputs.batch_for(variant, artifact.encoder, size, seed=size))
         except Exception as exc:  # noqa: BLE001 - a runtime failure at this size is the finding
-            problems.append(f"batch {size} fails in onnxruntime: {_first_line(exc)}")
+            problems.append(f"batch {size} fails in onnxruntime: {error_line(exc)}")
             continue
         shapes[size] = list(out.shape)
         if out.shape[0] != size:
@@ -46,7 +42,7 @@ def check_row_independence(artifact: Artifact, variant: Variant, batch: int, tol
         together = run_onnx(artifact, x)
         alone = [run_onnx(artifact, x[i : i + 1])[0] for i in range(batch)]
     except Exception as exc:  # noqa: BLE001
-        return verdict(CHECK_ROWS, [f"batch {batch} does not run: {_first_line(exc)}"], {"batch": batch})
+        return verdict(CHECK_ROWS, [f"batch {batch} does not run: {error_line(exc)}"], {"batch": batch})
     singles = np.stack(alone)
     figures = {"batch": batch, **error_figures(together, singles)}
     return verdict(CHECK_ROWS, tolerance_problems(figures, together, singles, tol, f"batch {batch} vs batch 1"),

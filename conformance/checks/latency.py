@@ -13,7 +13,7 @@ import torch
 from conformance import inputs
 from conformance.artifact import Artifact
 from conformance.encoders import EncoderKind, wrap
-from conformance.results import CheckResult, failed, verdict
+from conformance.results import CheckResult, error_line, failed, verdict
 from conformance.runtime import run_onnx, threads
 from conformance.variants import Variant
 
@@ -120,5 +120,5 @@ def check_latency_of(artifact: Artifact, model: torch.nn.Module, variant: Varian
     try:
         figures = measure_latency(artifact, model, variant, plan, timer)
     except Exception as exc:  # noqa: BLE001
-        return failed(CHECK, f"could not time batch {plan.batch}: {type(exc).__name__}: {str(exc).splitlines()[0]}")
+        return failed(CHECK, f"could not time batch {plan.batch}: {error_line(exc)}")
     return check_latency(figures, **gates)  # type: ignore[arg-type]

@@ -9,7 +9,7 @@ from conformance import inputs
 from conformance.artifact import Artifact
 from conformance.encoders import EncoderKind, project_text
 from conformance.numerics import Tolerance, error_figures, tolerance_problems
-from conformance.results import CheckResult, failed, verdict
+from conformance.results import CheckResult, error_line, failed, verdict
 from conformance.runtime import run_onnx, run_torch
 from conformance.variants import Variant
 
@@ -31,7 +31,7 @@ def check_parity(artifact: Artifact, model: torch.nn.Module, variant: Variant, t
     try:
         actual = run_onnx(artifact, x)
     except Exception as exc:  # noqa: BLE001
-        return failed(CHECK, f"onnxruntime failed: {type(exc).__name__}: {str(exc).splitlines()[0]}")
+        return failed(CHECK, f"onnxruntime failed: {error_line(exc)}")
     expected = run_torch(model, artifact.encoder, x)
     if actual.shape != expected.shape:
         return failed(CHECK, f"output shape {actual.shape} differs from torch {expected.shape}")
@@ -71,7 +71,7 @@ def check_zero_shot_agreement(image: Artifact, text_split: Artifact, model: torc
         onnx_text = project_text(run_onnx(text_split, tokens), tokens, np.load(text_split.projection_path))
         onnx_sim = similarity(run_onnx(image, images), onnx_text)
     except Exception as exc:  # noqa: BLE001
-        return failed(CHECK_ZERO_SHOT, f"onnx side failed: {type(exc).__name__}: {str(exc).splitlines()[0]}")
+        return failed(CHECK_ZERO_SHOT, f"onnx side failed: {error_line(exc)}")
     torch_sim = similarity(run_torch(model, EncoderKind.IMAGE, images), run_torch(model, EncoderKind.TEXT_FULL, tokens))
     figures = {"images": n_images, "texts": n_texts, "max_similarity_err": float(np.abs(onnx_sim - torch_sim).max()),
                "top1_agreement": float((onnx_sim.argmax(1) == torch_sim.argmax(1)).mean())}

@@ -10,7 +10,7 @@ from conformance.artifact import Artifact
 from conformance.encoders import EncoderKind, project_text, text_projection
 from conformance.graph import graph_inputs, load_structure
 from conformance.numerics import Tolerance, error_figures, tolerance_problems
-from conformance.results import CheckResult, failed, verdict
+from conformance.results import CheckResult, error_line, failed, verdict
 from conformance.runtime import InputContractError, run_onnx, run_torch
 from conformance.variants import Variant
 
@@ -58,7 +58,7 @@ def check_projection_roundtrip(artifact: Artifact, model: torch.nn.Module, varia
     try:
         embeddings = project_text(run_onnx(artifact, tokens), tokens, load_projection(artifact))
     except Exception as exc:  # noqa: BLE001 - a wrong-shaped .npy or a failing graph is the finding
-        return failed(CHECK_ROUNDTRIP, f"{type(exc).__name__}: {str(exc).splitlines()[0]}", texts=len(texts))
+        return failed(CHECK_ROUNDTRIP, error_line(exc), texts=len(texts))
     expected = run_torch(model, EncoderKind.TEXT_FULL, tokens)
     figures = {"texts": len(texts), "eot_positions": sorted({int(i) for i in tokens.argmax(-1)}),
                **error_figures(embeddings, expected)}
@@ -71,7 +71,7 @@ def check_token_dtype(artifact: Artifact, variant: Variant) -> CheckResult:
     try:
         declared = graph_inputs(load_structure(artifact))[0].elem_type
     except Exception as exc:  # noqa: BLE001
-        return failed(CHECK_TOKENS, f"{type(exc).__name__}: {exc}")
+        return failed(CHECK_TOKENS, error_line(exc))
     tokens = inputs.tokens(inputs.prompts(3), variant)
     figures = {"graph_dtype": declared, "recorded_dtype": artifact.token_dtype, "tokenizer_dtype": tokens.dtype.name}
     problems = []
@@ -80,7 +80,7 @@ def check_token_dtype(artifact: Artifact, variant: Variant) -> CheckResult:
     try:
         same = np.array_equal(run_onnx(artifact, tokens.astype(np.int32)), run_onnx(artifact, tokens.astype(np.int64)))
     except Exception as exc:  # noqa: BLE001
-        return failed(CHECK_TOKENS, f"onnxruntime failed: {type(exc).__name__}: {str(exc).splitlines()[0]}",
+        return failed(CHECK_TOKENS, f"onnxruntime failed: {error_line(exc)}",
                       **figures)
     if not same:
         problems.append("int32 and int64 token ids give different outputs")
@@ -99,6 +99,6 @@ def check_split_matches_full(full: Artifact, split: Artifact, variant: Variant, 
         from_split = project_text(run_onnx(split, tokens), tokens, load_projection(split))
         from_full = run_onnx(full, tokens)
     except Exception as exc:  # noqa: BLE001
-        return failed(CHECK_SPLIT_FULL, f"{type(exc).__name__}: {str(exc).splitlines()[0]}")
+        return failed(CHECK_SPLIT_FULL, error_line(exc))
     figures = error_figures(from_full, from_split)
     return verdict(CHECK_SPLIT_FULL, tolerance_problems(figures, from_full, from_split, tol, "full vs split"), figures)

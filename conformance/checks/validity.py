@@ -10,7 +10,7 @@ from onnx.external_data_helper import ExternalDataInfo, uses_external_data
 
 from conformance.artifact import Artifact, ArtifactError
 from conformance.graph import default_opset, load_structure
-from conformance.results import CheckResult, failed, verdict
+from conformance.results import CheckResult, failed, first_line, verdict
 from conformance.runtime import session
 
 CHECK = "validity"
@@ -72,7 +72,7 @@ def _checker_problems(artifact: Artifact) -> list[str]:
     try:
         onnx.checker.check_model(str(artifact.onnx_path), full_check=True)
     except Exception as exc:  # noqa: BLE001 - checker and shape-inference errors are reported as text
-        return [f"onnx.checker (full_check, strict shape inference): {str(exc).strip().splitlines()[0]}"]
+        return [f"onnx.checker (full_check, strict shape inference): {first_line(exc)}"]
     return []
 
 
@@ -80,7 +80,7 @@ def _ort_problems(artifact: Artifact) -> list[str]:
     try:
         session(artifact)
     except Exception as exc:  # noqa: BLE001
-        return [f"onnxruntime cannot load the model: {str(exc).strip().splitlines()[0]}"]
+        return [f"onnxruntime cannot load the model: {first_line(exc)}"]
     return []
 
 
