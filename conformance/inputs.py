@@ -58,10 +58,14 @@ def example_batch(variant: Variant, encoder: EncoderKind, batch: int) -> torch.T
     return torch.from_numpy(batch_for(variant, encoder, batch))
 
 
+def gflops_per_item(variant: Variant, encoder: EncoderKind) -> float:
+    """The registry's cost of one image, or of one 77-token text (both text graphs alike)."""
+    return variant.image_gflops if encoder == EncoderKind.IMAGE else variant.text_gflops
+
+
 def max_batch(variant: Variant, encoder: EncoderKind, budget_gflops: float = 160.0) -> int:
     """The largest batch worth running for this encoder within a compute budget (about 1 s of CPU)."""
-    per_item = variant.image_gflops if encoder == EncoderKind.IMAGE else variant.text_gflops
-    return max(2, int(budget_gflops // per_item))
+    return max(2, int(budget_gflops // gflops_per_item(variant, encoder)))
 
 
 def batch_sizes(variant: Variant, encoder: EncoderKind, wanted: tuple[int, ...] = (1, 2, 7, 16)) -> list[int]:

@@ -12,7 +12,7 @@ import torch
 
 from conformance import inputs
 from conformance.artifact import Artifact
-from conformance.encoders import EncoderKind, wrap
+from conformance.encoders import wrap
 from conformance.results import CheckResult, error_line, failed, verdict
 from conformance.runtime import run_onnx, threads
 from conformance.variants import Variant
@@ -67,10 +67,6 @@ def _timed(call: Call) -> float:
     return time.perf_counter() - started
 
 
-def gflops_per_item(variant: Variant, encoder: EncoderKind) -> float:
-    return variant.image_gflops if encoder == EncoderKind.IMAGE else variant.text_gflops
-
-
 def measure_latency(artifact: Artifact, model: torch.nn.Module, variant: Variant, plan: LatencyPlan,
                     timer: RoundTimer = interleaved_rounds) -> dict[str, object]:
     """Time ORT and torch eager on one input batch; warm-up rounds are run first and not timed."""
@@ -88,10 +84,11 @@ def measure_latency(artifact: Artifact, model: torch.nn.Module, variant: Variant
         ort_call(), torch_call()
     ort_times, torch_times = timer(ort_call, torch_call, plan.rounds)
     ort, ref = summary(ort_times, plan.batch), summary(torch_times, plan.batch)
-    achieved = gflops_per_item(variant, artifact.encoder) * plan.batch / (ort["p50_ms"] / 1e3)
+    per_item = inputs.gflops_per_item(variant, artifact.encoder)
+    achieved = per_item * plan.batch / (ort["p50_ms"] / 1e3)
     peak = matmul_peak_gflops()
     return {"batch": plan.batch, "warmup": plan.warmup, "ort": ort, "torch": ref,
-            "ratio_p50": ort["p50_ms"] / ref["p50_ms"], "gflops_per_item": gflops_per_item(variant, artifact.encoder),
+            "ratio_p50": ort["p50_ms"] / ref["p50_ms"], "gflops_per_item": per_item,
             "achieved_gflops": achieved, "matmul_peak_gflops": peak, "roofline_fraction": achieved / peak,
             "ort_threads": threads(), "torch_threads": torch.get_num_threads()}
 
