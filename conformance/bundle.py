@@ -2,7 +2,7 @@
 
 The manifest (schema "clip-conformance-bundle/1", documented in the README) records the variant, the
 weights' provenance, exporter, opset, precision, tool versions, every file's name, size and sha256,
-and each graph's I/O contract. `load` verifies all of it before any check sees the files.
+and each graph's I/O contract. `checks.bundle.check_bundle_integrity` verifies all of it.
 """
 
 from __future__ import annotations
@@ -137,7 +137,7 @@ def read_manifest(folder: Path) -> dict[str, Any]:
 
 
 def open_bundle(folder: Path) -> Bundle:
-    """The manifest, parsed; no file is hashed yet (that is `verify_files`)."""
+    """The manifest, parsed; no file is hashed yet (that is `file_problems`)."""
     manifest = read_manifest(folder)
     try:
         variant = get(manifest["variant"])
