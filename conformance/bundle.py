@@ -16,9 +16,10 @@ import onnx
 
 from conformance import atomic
 from conformance.artifact import Artifact
-from conformance.checks.contract import expected_dims
 from conformance.encoders import EncoderKind
 from conformance.graph import TensorSignature, graph_inputs, graph_outputs
+from conformance.inputs import MEAN, STD
+from conformance.tokenizer import preprocessing_record, tokenizer_record
 from conformance.variants import UnknownVariantError, Variant, get
 from conformance.versions import toolchain
 from conformance.weights import Provenance, sha256_of
@@ -82,6 +83,8 @@ def write_bundle(out: Path, variant: Variant, artifacts: dict[EncoderKind, Artif
             "schema": SCHEMA, "variant": variant.name, "provenance": first.provenance.to_dict(),
             "exporter": first.exporter, "opset": first.opset, "precision": first.precision,
             "versions": toolchain(), "graphs": graphs,
+            "tokenizer": tokenizer_record(variant.context_length),
+            "preprocessing": preprocessing_record(variant.image_resolution, MEAN, STD),
             "files": [{"name": p.name, "size": p.stat().st_size, "sha256": sha256_of(p)}
                       for p in sorted(staging.iterdir())],
         }
@@ -137,50 +140,10 @@ def read_manifest(folder: Path) -> dict[str, Any]:
 
 
 def open_bundle(folder: Path) -> Bundle:
-    """The manifest, parsed; no file is hashed yet (that is `file_problems`)."""
+    """The manifest, parsed; no file is hashed yet (that is `bundle_validation.file_problems`)."""
     manifest = read_manifest(folder)
     try:
         variant = get(manifest["variant"])
     except UnknownVariantError as exc:
         raise BundleError(f"{folder / MANIFEST}: {exc}") from None
     return Bundle(folder, manifest, variant)
-
-
-def file_problems(bundle: Bundle) -> list[str]:
-    """Every file the manifest names exists with its size and sha256; graphs reference listed files."""
-    problems = []
-    listed = {f["name"]: f for f in bundle.manifest["files"]}
-    for name, entry in listed.items():
-        path = bundle.folder / name
-        if not path.is_file():
-            problems.append(f"{name}: named in the manifest but missing")
-        elif path.stat().st_size != entry["size"]:
-            problems.append(f"{name}: {path.stat().st_size} bytes, the manifest says {entry['size']} (truncated?)")
-        elif sha256_of(path) != entry["sha256"]:
-            problems.append(f"{name}: sha256 differs from the manifest (modified after export)")
-    for graph in bundle.manifest["graphs"].values():
-        for name in [*graph.get("files", []), graph.get("projection", {}).get("file")]:
-            if name and name not in listed:
-                problems.append(f"{name}: used by the {graph.get('encoder')} graph but not listed with a hash")
-    return problems
-
-
-def contract_problems(bundle: Bundle) -> list[str]:
-    """The manifest's recorded contract matches the variant it names, and the projection shape too."""
-    problems = []
-    for key, graph in bundle.manifest["graphs"].items():
-        try:
-            encoder = EncoderKind(graph["encoder"])
-            in_rest, out_rest = expected_dims(bundle.variant, encoder)
-            in_shape, out_shape = graph["inputs"][0]["shape"][1:], graph["outputs"][0]["shape"][1:]
-        except (KeyError, IndexError, ValueError) as exc:
-            problems.append(f"manifest graph {key!r} is malformed: {type(exc).__name__}: {exc}")
-            continue
-        if tuple(in_shape) != in_rest or tuple(out_shape) != out_rest:
-            problems.append(f"{graph['file']}: manifest shapes {in_shape} -> {out_shape} are not those of "
-                            f"{bundle.variant.name} ({list(in_rest)} -> {list(out_rest)})")
-        projection = graph.get("projection")
-        if projection and tuple(projection["shape"]) != bundle.variant.projection_shape:
-            problems.append(f"{projection['file']}: manifest shape {projection['shape']} is not "
-                            f"{bundle.variant.name}'s {list(bundle.variant.projection_shape)}")
-    return problems

@@ -63,6 +63,16 @@ def wrap(model: torch.nn.Module, kind: EncoderKind | str) -> torch.nn.Module:
     return _WRAPPERS[EncoderKind(kind)](model)
 
 
+def expected_dims(variant: Variant, encoder: EncoderKind) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """Non-batch dims of the input and of the output."""
+    if encoder == EncoderKind.IMAGE:
+        r = variant.image_resolution
+        return (3, r, r), (variant.embed_dim,)
+    if encoder == EncoderKind.TEXT_SPLIT:
+        return (variant.context_length,), (variant.context_length, variant.transformer_width)
+    return (variant.context_length,), (variant.embed_dim,)
+
+
 def projection_filename(variant: Variant) -> str:
     """The seed's `text_projection_512_512.npy`, named from the variant's real shape."""
     width, embed = variant.projection_shape

@@ -16,6 +16,7 @@ from enum import StrEnum
 from pathlib import Path
 
 import numpy as np
+import onnx
 import torch
 from filelock import FileLock
 from torch.onnx import _constants as onnx_constants
@@ -29,7 +30,10 @@ from conformance.versions import toolchain
 from conformance.weights import Provenance
 
 # Bumped whenever this module changes what it writes, so older cache entries are never trusted.
-EXPORT_FORMAT = 1
+EXPORT_FORMAT = 2  # 2: graphs carry METADATA_PREFIX metadata_props; token dtype is part of the spec
+METADATA_PREFIX = "clip_conformance."
+TOKEN_DTYPES = ("int32", "int64")
+DEFAULT_TOKEN_DTYPE = "int32"  # what `clip.tokenize` returns on current torch, and what NPU toolchains take
 # dynamo specialises dimensions of size 0 and 1 (NOTES.md), so every export traces a batch of 2.
 EXAMPLE_BATCH = 2
 
@@ -57,6 +61,7 @@ class ExportSpec:
     opset: int = DEFAULT_OPSET
     precision: str = "fp32"
     device: str = "cpu"
+    token_dtype: str = DEFAULT_TOKEN_DTYPE  # text encoders only
 
     @property
     def test_id(self) -> str:
@@ -67,6 +72,7 @@ class ExportSpec:
             "format": EXPORT_FORMAT, "variant": self.variant.name, "weights": provenance.weights_id,
             "encoder": str(self.encoder), "exporter": str(self.exporter), "opset": self.opset,
             "precision": self.precision, "device": self.device, "versions": toolchain(),
+            "token_dtype": None if self.encoder == EncoderKind.IMAGE else self.token_dtype,
         }
         return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -104,6 +110,23 @@ def run_exporter(module: torch.nn.Module, example: torch.Tensor, path: Path, spe
                               dynamic_shapes=({0: batch},), external_data=True, **names)
 
 
+def stamp_metadata(path: Path, values: dict[str, str]) -> None:
+    """Record what made the graph inside it (`metadata_props`), so a manifest can be checked against the graph
+    itself. Weights stay where they are: external-data references are kept, no tensor data is loaded."""
+    model = onnx.load(str(path), load_external_data=False)
+    kept = [p for p in model.metadata_props if not p.key.startswith(METADATA_PREFIX)]
+    del model.metadata_props[:]
+    model.metadata_props.extend(kept)
+    for key, value in values.items():
+        model.metadata_props.add(key=METADATA_PREFIX + key, value=value)
+    onnx.save_model(model, str(path))
+
+
+def graph_metadata(model: onnx.ModelProto) -> dict[str, str]:
+    return {p.key.removeprefix(METADATA_PREFIX): p.value for p in model.metadata_props
+            if p.key.startswith(METADATA_PREFIX)}
+
+
 def _files_of(folder: Path) -> dict[str, int]:
     return {p.name: p.stat().st_size for p in sorted(folder.iterdir()) if p.is_file() and p.name != "artifact.json"}
 
@@ -111,7 +134,10 @@ def _files_of(folder: Path) -> dict[str, int]:
 def export_to(folder: Path, spec: ExportSpec, model: torch.nn.Module, provenance: Provenance) -> Artifact:
     """Export `spec` from `model` into `folder` (which must exist) and describe it as an Artifact."""
     module = wrap(model.to(spec.device), spec.encoder)
-    example = example_batch(spec.variant, spec.encoder, EXAMPLE_BATCH).to(spec.device)
+    example = example_batch(spec.variant, spec.encoder, EXAMPLE_BATCH)
+    if spec.encoder != EncoderKind.IMAGE:
+        example = example.to(getattr(torch, spec.token_dtype))
+    example = example.to(spec.device)
     started = time.perf_counter()
     try:
         run_exporter(module, example, folder / "model.onnx", spec)
@@ -120,6 +146,9 @@ def export_to(folder: Path, spec: ExportSpec, model: torch.nn.Module, provenance
     finally:
         model.to("cpu")
     seconds = time.perf_counter() - started
+    stamp_metadata(folder / "model.onnx", {"variant": spec.variant.name, "encoder": str(spec.encoder),
+                                           "exporter": str(spec.exporter), "precision": spec.precision,
+                                           "weights": provenance.weights_id})
     projection = None
     if spec.encoder == EncoderKind.TEXT_SPLIT:
         projection = projection_filename(spec.variant)
@@ -127,7 +156,7 @@ def export_to(folder: Path, spec: ExportSpec, model: torch.nn.Module, provenance
     return Artifact(
         folder=folder, variant=spec.variant.name, encoder=spec.encoder, exporter=str(spec.exporter),
         opset=spec.opset, precision=spec.precision, provenance=provenance,
-        token_dtype=None if spec.encoder == EncoderKind.IMAGE else str(example.numpy().dtype),
+        token_dtype=None if spec.encoder == EncoderKind.IMAGE else spec.token_dtype,
         projection_file=projection, files=_files_of(folder), export_seconds=round(seconds, 2), source="export",
     )
 

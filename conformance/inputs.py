@@ -1,4 +1,9 @@
-"""Deterministic inputs: images, token batches, edge-case texts, and Hypothesis strategies."""
+"""Deterministic inputs: images, token batches, edge-case texts, and Hypothesis strategies.
+
+Inputs are *items*: item i is the same image (or prompt) whatever the batch it is part of, so a batch-B
+output can be compared row by row with the batch-1 outputs of the same items. Every item differs from
+every other in content, so a swap or a mix of two rows always changes something.
+"""
 
 from __future__ import annotations
 
@@ -8,34 +13,84 @@ from hypothesis import strategies as st
 
 from conformance.clipcompat import clip
 from conformance.encoders import EncoderKind
+from conformance.tokenizer import EOT_TEXT
 from conformance.variants import Variant
 
 # CLIP's preprocessing constants: images are fed normalised, as `clip.load`'s transform leaves them.
-_MEAN = np.array([0.48145466, 0.4578275, 0.40821073], dtype=np.float32).reshape(1, 3, 1, 1)
-_STD = np.array([0.26862954, 0.26130258, 0.27577711], dtype=np.float32).reshape(1, 3, 1, 1)
+MEAN = (0.48145466, 0.4578275, 0.40821073)
+STD = (0.26862954, 0.26130258, 0.27577711)
+_MEAN = np.array(MEAN, dtype=np.float32).reshape(3, 1, 1)
+_STD = np.array(STD, dtype=np.float32).reshape(3, 1, 1)
 
 PROMPTS = (
     "a diagram", "a dog", "a photo of a cat", "a red sports car parked on a wet street at night",
     "an aerial view of a city", "two people playing chess in a park on a sunny afternoon", "a bowl of soup",
     "a handwritten note", "a close-up photograph of a bee collecting pollen from a purple flower", "snow",
 )
+_STYLES = ("a photo", "a drawing", "a painting", "a blurry photo", "a sketch", "a close-up", "a render",
+           "a cartoon", "a black and white photo", "a low resolution photo")
+_ADJECTIVES = ("small", "large", "red", "green", "old", "shiny", "wooden", "striped", "broken", "sleeping",
+               "wet", "golden", "tiny", "happy", "dusty", "frozen", "plastic", "glowing", "hairy", "folded")
+_SUBJECTS = ("dog", "cat", "car", "bicycle", "tree", "house", "bird", "boat", "chair", "lamp", "horse", "cup",
+             "guitar", "mountain", "bridge", "robot", "flower", "train", "book", "clock", "shoe", "fish",
+             "airplane", "pizza", "violin", "tractor", "owl", "kettle", "castle", "umbrella")
+_GENERATED = len(_STYLES) * len(_ADJECTIVES) * len(_SUBJECTS)
 
 _LONG = " ".join(["a very long caption that keeps going"] * 20)
 EDGE_TEXTS: dict[str, list[str]] = {
     "empty": [""],
     "full-context": [_LONG],  # truncated to the whole context, so EOT sits in the last position
     "mixed-lengths": ["", "a", "a photo of a dog", _LONG, "an aerial view of a city at dusk"],
+    # A user's text containing the EOT marker: two EOT ids; the contract is that the first one wins.
+    "eot-in-text": [f"a photo of a dog{EOT_TEXT} and a cat", EOT_TEXT, f"two{EOT_TEXT}{EOT_TEXT} markers"],
+    # "a" is one token: SOT + 74 + EOT = 76 ids (one pad left), SOT + 75 + EOT = 77 (no pad).
+    "76-tokens": [" ".join(["a"] * 74)],
+    "77-tokens": [" ".join(["a"] * 75)],
+    "over-context": [" ".join(["a"] * 200)],  # truncated: EOT replaces the 77th id
 }
 
+DRAWN_BATCH_MAX = 24  # Hypothesis-drawn batch sizes: each drawn size is compared row by row
 
-def images(variant: Variant, batch: int, seed: int = 0) -> np.ndarray:
-    """Normalised [batch, 3, R, R] float32 images: smooth gradients plus noise, in CLIP's input range."""
-    rng = np.random.default_rng(seed)
+
+def prompt(index: int) -> str:
+    """Item `index` of the text inputs: the ten natural prompts, then distinct generated ones."""
+    if index < len(PROMPTS):
+        return PROMPTS[index]
+    n = index - len(PROMPTS)
+    style, adjective, subject = n % len(_STYLES), (n // len(_STYLES)) % len(_ADJECTIVES), \
+        (n // (len(_STYLES) * len(_ADJECTIVES))) % len(_SUBJECTS)
+    text = f"{_STYLES[style]} of a {_ADJECTIVES[adjective]} {_SUBJECTS[subject]}"
+    return text if n < _GENERATED else f"{text}, number {n // _GENERATED}"
+
+
+def prompts(batch: int, offset: int = 0) -> list[str]:
+    return [prompt(offset + i) for i in range(batch)]
+
+
+def _image_item(resolution: int, index: int) -> np.ndarray:
+    """A [3, R, R] picture in [0, 1]: a coloured gradient, a grating, a few shapes, a little noise, each
+    drawn from the item's own seed, so no two items look alike."""
+    rng = np.random.default_rng([20251127, index])
+    y, x = np.mgrid[0:resolution, 0:resolution].astype(np.float32) / resolution
+    angle, freq = rng.uniform(0, np.pi), rng.uniform(2, 12)
+    along = x * np.cos(angle) + y * np.sin(angle)
+    low, high = rng.uniform(0, 1, (3, 1, 1)), rng.uniform(0, 1, (3, 1, 1))
+    pixels = low + (high - low) * along[None] + 0.15 * np.sin(2 * np.pi * freq * along + rng.uniform(0, 6))[None]
+    for _ in range(rng.integers(2, 5)):
+        cx, cy, radius = rng.uniform(0, 1), rng.uniform(0, 1), rng.uniform(0.08, 0.3)
+        if rng.random() < 0.5:
+            mask = (x - cx) ** 2 + (y - cy) ** 2 < radius**2
+        else:
+            mask = (np.abs(x - cx) < radius) & (np.abs(y - cy) < radius * rng.uniform(0.3, 1))
+        pixels = np.where(mask[None], rng.uniform(0, 1, (3, 1, 1)), pixels)
+    pixels = pixels + rng.normal(0, 0.03, pixels.shape)
+    return np.clip(pixels, 0, 1).astype(np.float32)
+
+
+def images(variant: Variant, batch: int, offset: int = 0) -> np.ndarray:
+    """Items offset .. offset+batch-1, normalised as CLIP's preprocessing leaves them: [batch, 3, R, R]."""
     r = variant.image_resolution
-    ramp = np.linspace(0.0, 1.0, r, dtype=np.float32)
-    base = (ramp[None, None, :, None] * ramp[None, None, None, :])
-    pixels = np.clip(base * rng.uniform(0.2, 1.0, (batch, 3, 1, 1)) + rng.uniform(0, 0.3, (batch, 3, r, r)), 0, 1)
-    return ((pixels.astype(np.float32) - _MEAN) / _STD).astype(np.float32)
+    return np.stack([(_image_item(r, offset + i) - _MEAN) / _STD for i in range(batch)]).astype(np.float32)
 
 
 def tokens(texts: list[str], variant: Variant) -> np.ndarray:
@@ -43,15 +98,11 @@ def tokens(texts: list[str], variant: Variant) -> np.ndarray:
     return clip.tokenize(texts, context_length=variant.context_length, truncate=True).numpy()
 
 
-def prompts(batch: int, offset: int = 0) -> list[str]:
-    return [PROMPTS[(offset + i) % len(PROMPTS)] for i in range(batch)]
-
-
-def batch_for(variant: Variant, encoder: EncoderKind, batch: int, seed: int = 0) -> np.ndarray:
-    """A deterministic input batch for the encoder: images, or tokens of varied prompts."""
+def batch_for(variant: Variant, encoder: EncoderKind, batch: int, offset: int = 0) -> np.ndarray:
+    """Items offset .. offset+batch-1 for the encoder: images, or the tokens of distinct prompts."""
     if encoder == EncoderKind.IMAGE:
-        return images(variant, batch, seed)
-    return tokens(prompts(batch, offset=seed), variant)
+        return images(variant, batch, offset)
+    return tokens(prompts(batch, offset), variant)
 
 
 def example_batch(variant: Variant, encoder: EncoderKind, batch: int) -> torch.Tensor:
@@ -69,13 +120,17 @@ def max_batch(variant: Variant, encoder: EncoderKind, budget_gflops: float = 160
 
 
 def batch_sizes(variant: Variant, encoder: EncoderKind, wanted: tuple[int, ...] = (1, 2, 7, 16)) -> list[int]:
-    """The fixed sizes to try, capped by cost; 1 and 2 are always kept, so the batch axis is always exercised."""
+    """The fixed sizes to try, capped by cost. 1 and 2 (the traced size) are always kept, and so is an odd
+    size above 2: batch 3 where the cap would stop below 7, even for the costliest towers."""
     cap = max_batch(variant, encoder)
-    return sorted({size for size in wanted if size <= cap} | {1, 2})
+    sizes = {size for size in wanted if size <= cap} | {1, 2}
+    if not any(size > 2 and size % 2 for size in sizes):
+        sizes.add(3)
+    return sorted(sizes)
 
 
 def batch_size_strategy(variant: Variant, encoder: EncoderKind) -> st.SearchStrategy[int]:
-    return st.integers(min_value=1, max_value=max_batch(variant, encoder))
+    return st.integers(min_value=1, max_value=min(DRAWN_BATCH_MAX, max(3, max_batch(variant, encoder))))
 
 
 def text_strategy() -> st.SearchStrategy[str]:

@@ -1,10 +1,13 @@
-"""Error figures between an output and its reference."""
+"""Comparing an output with its reference: NaN-aware error figures and tolerance problems, for every check."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
+
+ROWS_SHOWN = 8
 
 
 @dataclass(frozen=True)
@@ -14,31 +17,88 @@ class Tolerance:
     min_cosine: float
     reason: str = "default"
 
+    def to_dict(self) -> dict[str, Any]:
+        return {"atol": self.atol, "rtol": self.rtol, "min_cosine": self.min_cosine, "reason": self.reason}
+
+
+@dataclass
+class Comparison:
+    """What `compare` found: figures (always finite numbers) and problems (empty when within tolerance)."""
+
+    figures: dict[str, Any] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def _rows(array: np.ndarray) -> np.ndarray:
+    return array.reshape(array.shape[0], -1) if array.ndim else array.reshape(1, 1)
+
+
+def nonfinite_problem(array: np.ndarray, what: str) -> str | None:
+    """One line naming how many elements are NaN or Inf, and in which rows; None when all are finite."""
+    bad = ~np.isfinite(_rows(array))
+    if not bad.any():
+        return None
+    rows = np.flatnonzero(bad.any(axis=1)).tolist()
+    shown = rows[:ROWS_SHOWN] + (["…"] if len(rows) > ROWS_SHOWN else [])
+    nan = int(np.isnan(array).sum())
+    return (f"{what} has {int(bad.sum())} non-finite values ({nan} NaN, {int(bad.sum()) - nan} Inf) "
+            f"in rows {shown}".replace("'…'", "…"))
+
 
 def error_figures(actual: np.ndarray, expected: np.ndarray) -> dict[str, float]:
-    """Max abs and rel error, and the min cosine similarity over rows (flattened beyond the batch axis)."""
-    a = actual.reshape(actual.shape[0], -1).astype(np.float64)
-    e = expected.reshape(expected.shape[0], -1).astype(np.float64)
-    diff = np.abs(a - e)
-    denom = np.linalg.norm(a, axis=1) * np.linalg.norm(e, axis=1)
-    cosine = np.where(denom > 0, (a * e).sum(axis=1) / np.maximum(denom, 1e-300), 1.0)
+    """Max abs and rel error and min row cosine, over the elements and rows where both sides are finite.
+    Non-finite elements are counted, never folded into a figure: `nan > bound` is False."""
+    a, e = _rows(actual).astype(np.float64), _rows(expected).astype(np.float64)
+    finite = np.isfinite(a) & np.isfinite(e)
+    diff = np.where(finite, np.abs(a - e), 0.0)
+    rel = diff / np.maximum(np.where(finite, np.abs(e), 1.0), 1e-6)
+    rows = finite.all(axis=1)
+    a_rows, e_rows = a[rows], e[rows]
+    denom = np.linalg.norm(a_rows, axis=1) * np.linalg.norm(e_rows, axis=1)
+    cosine = np.where(denom > 0, (a_rows * e_rows).sum(axis=1) / np.maximum(denom, 1e-300), 1.0)
     return {
         "max_abs_err": float(diff.max(initial=0.0)),
-        "max_rel_err": float((diff / np.maximum(np.abs(e), 1e-6)).max(initial=0.0)),
+        "max_rel_err": float(rel.max(initial=0.0)),
         "min_cosine": float(cosine.min(initial=1.0)),
-        "ref_max_abs": float(np.abs(e).max(initial=0.0)),
+        "ref_max_abs": float(np.abs(np.where(np.isfinite(e), e, 0.0)).max(initial=0.0)),
+        "nonfinite_output": int((~np.isfinite(a)).sum()),
+        "nonfinite_reference": int((~np.isfinite(e)).sum()),
     }
 
 
-def tolerance_problems(figures: dict[str, float], actual: np.ndarray, expected: np.ndarray,
-                       tol: Tolerance, what: str) -> list[str]:
+def _tolerance_problems(actual: np.ndarray, expected: np.ndarray, figures: dict[str, Any], tol: Tolerance,
+                        what: str) -> list[str]:
+    a, e = _rows(actual).astype(np.float64), _rows(expected).astype(np.float64)
+    excess = np.abs(a - e) - (tol.atol + tol.rtol * np.abs(e))
+    beyond = np.flatnonzero((np.where(np.isfinite(excess), excess, -1.0) > 0).any(axis=1)).tolist()
     problems = []
-    bound = tol.atol + tol.rtol * np.abs(expected.astype(np.float64))
-    worst = float((np.abs(actual.astype(np.float64) - expected) - bound).max(initial=-1.0))
-    if worst > 0:
+    if beyond:
+        rows = beyond[:ROWS_SHOWN] + (["…"] if len(beyond) > ROWS_SHOWN else [])
         problems.append(f"{what}: max abs error {figures['max_abs_err']:.3g} exceeds atol {tol.atol:g} + "
-                        f"rtol {tol.rtol:g}*|ref| (tolerance: {tol.reason})")
+                        f"rtol {tol.rtol:g}*|ref| in rows {rows} (tolerance: {tol.reason})".replace("'…'", "…"))
     if figures["min_cosine"] < tol.min_cosine:
         problems.append(f"{what}: min cosine {figures['min_cosine']:.9f} below {tol.min_cosine} "
                         f"(tolerance: {tol.reason})")
     return problems
+
+
+def compare(actual: np.ndarray, expected: np.ndarray, tol: Tolerance, what: str,
+            reference: str = "the torch reference") -> Comparison:
+    """The one comparison every numeric check uses: shapes, then non-finite values on either side (a
+    non-finite torch reference is reported as a reference problem), then the tolerance."""
+    if actual.shape != expected.shape:
+        return Comparison({}, [f"{what}: output shape {list(actual.shape)} differs from {list(expected.shape)}"])
+    with np.errstate(invalid="ignore", over="ignore"):  # inf - inf: counted as non-finite, not warned about
+        return _compare(actual, expected, tol, what, reference)
+
+
+def _compare(actual: np.ndarray, expected: np.ndarray, tol: Tolerance, what: str, reference: str) -> Comparison:
+    figures = error_figures(actual, expected)
+    problems = [p for p in (nonfinite_problem(actual, f"{what}: the output"),
+                            nonfinite_problem(expected, f"{what}: {reference} (a reference problem, not the "
+                                                        "output's)")) if p]
+    return Comparison(figures, problems + _tolerance_problems(actual, expected, figures, tol, what))

@@ -36,8 +36,8 @@ def test_projection_roundtrip_drawn(subject, record_check, texts):
 
 
 @pytest.mark.encoders(EncoderKind.TEXT_SPLIT, EncoderKind.TEXT_FULL)
-def test_token_dtype(subject, record_check):
-    record_check(check_token_dtype(subject.artifact, subject.variant))
+def test_token_dtype(subject, record_check, request):
+    record_check(check_token_dtype(subject.artifact, subject.variant, request.config.getoption("token_dtype")))
 
 
 def test_split_matches_full(pair, record_check):

@@ -10,7 +10,10 @@ from pathlib import Path
 
 import torch
 
+from conformance import synthetic
+from conformance.architecture import architecture_mismatch
 from conformance.clipcompat import clip
+from conformance.results import first_line
 from conformance.variants import Variant
 
 DEFAULT_CACHE = Path("~/.cache/clip").expanduser()
@@ -26,15 +29,16 @@ class Provenance:
     sha256: str | None = None
     path: str | None = None
     seed: int | None = None
+    scheme: str | None = None  # synthetic weights only: how they were drawn (`synthetic.SCHEME`)
 
     @property
     def weights_id(self) -> str:
         """What identifies these weights in a cache key."""
-        return f"sha256:{self.sha256}" if self.sha256 else f"synthetic-seed{self.seed}"
+        return f"sha256:{self.sha256}" if self.sha256 else f"{self.scheme}-seed{self.seed}"
 
     def describe(self) -> str:
         if self.kind == "synthetic":
-            return f"synthetic, seed {self.seed}"
+            return f"synthetic ({self.scheme}), seed {self.seed}"
         return f"{self.kind}, sha256 {self.sha256} ({self.path})"
 
     def to_dict(self) -> dict[str, object]:
@@ -42,7 +46,11 @@ class Provenance:
 
     @classmethod
     def from_dict(cls, data: dict[str, object]) -> Provenance:
-        return cls(**{k: data.get(k) for k in ("kind", "sha256", "path", "seed")})  # type: ignore[arg-type]
+        return cls(**{k: data.get(k) for k in ("kind", "sha256", "path", "seed", "scheme")})  # type: ignore[arg-type]
+
+    @classmethod
+    def synthetic(cls, seed: int) -> Provenance:
+        return cls(kind="synthetic", seed=seed, scheme=synthetic.SCHEME)
 
 
 @dataclass
@@ -73,11 +81,8 @@ def find_checkpoint(variant: Variant, weights: Path | None) -> Path | None:
 
 
 def build_synthetic(variant: Variant, seed: int) -> torch.nn.Module:
-    """The exact architecture with seeded random init; bitwise identical across runs of the same torch."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        model = clip.model.CLIP(**variant.clip_hyperparameters())
-    return model.float().eval()
+    """The exact architecture, seeded, with no parameter left at a neutral value (`synthetic.SCHEME`)."""
+    return synthetic.build_synthetic(variant, seed)
 
 
 def _is_torchscript_archive(path: Path) -> bool:
@@ -107,25 +112,31 @@ def build_from_state_dict(state_dict: dict[str, torch.Tensor]) -> torch.nn.Modul
     return model.eval()
 
 
-def _read_checkpoint(path: Path) -> torch.nn.Module:
+def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     if not zipfile.is_zipfile(path):
         raise WeightsError(f"{path} is not a PyTorch checkpoint (not a zip archive: truncated or corrupt?)")
     try:
-        return build_from_state_dict(_state_dict_of(path))
+        return _state_dict_of(path)
     except Exception as exc:  # noqa: BLE001 - any reader failure is a bad file, reported in one line
-        raise WeightsError(f"{path} could not be loaded as a CLIP checkpoint: {type(exc).__name__}: {exc}") from None
+        raise WeightsError(f"{path} could not be loaded as a CLIP checkpoint: {type(exc).__name__}: "
+                           f"{first_line(exc)}") from None
 
 
-def _check_architecture(model: torch.nn.Module, variant: Variant, path: Path) -> None:
-    found = {
-        "embed_dim": model.text_projection.shape[1],
-        "transformer_width": model.ln_final.weight.shape[0],
-        "image_resolution": model.visual.input_resolution,
-        "context_length": model.context_length,
-    }
-    wrong = {k: v for k, v in found.items() if v != getattr(variant, k)}
+def _check_architecture(state_dict: dict[str, torch.Tensor], variant: Variant, path: Path) -> None:
+    """Every hyperparameter, as `build_model` derives it: RN101, ViT-B/16 and ViT-B/32 share embed dim, text
+    width, resolution and context length, so fewer would let one run as another."""
+    wrong = architecture_mismatch(state_dict, variant)
     if wrong:
-        raise WeightsError(f"{path} does not hold a {variant.name} model: {wrong} differ from the registry")
+        found = ", ".join(f"{key} {got!r} (expected {want!r})" for key, (got, want) in wrong.items())
+        raise WeightsError(f"{path} does not hold a {variant.name} model: {found}")
+
+
+def _build(state_dict: dict[str, torch.Tensor], path: Path) -> torch.nn.Module:
+    try:
+        return build_from_state_dict(state_dict)
+    except Exception as exc:  # noqa: BLE001
+        raise WeightsError(f"{path} could not be loaded as a CLIP checkpoint: {type(exc).__name__}: "
+                           f"{first_line(exc)}") from None
 
 
 def load_checkpoint(variant: Variant, path: Path) -> LoadedModel:
@@ -143,16 +154,16 @@ def load_checkpoint(variant: Variant, path: Path) -> LoadedModel:
         kind = "unverified-file"
         warnings.warn(f"{path} is not a known {variant.name} checkpoint; using it unverified (sha256 {digest})",
                       stacklevel=2)
-    model = _read_checkpoint(path)
-    _check_architecture(model, variant, path)
-    return LoadedModel(model, Provenance(kind=kind, sha256=digest, path=str(path)))
+    state_dict = _read_state_dict(path)
+    _check_architecture(state_dict, variant, path)
+    return LoadedModel(_build(state_dict, path), Provenance(kind=kind, sha256=digest, path=str(path)))
 
 
 def resolve(variant: Variant, weights: Path | None = None, seed: int = 0) -> LoadedModel:
     """The model for `variant`: from a checkpoint when one is given or cached, else synthetic."""
     path = find_checkpoint(variant, weights)
     if path is None:
-        return LoadedModel(build_synthetic(variant, seed), Provenance(kind="synthetic", seed=seed))
+        return LoadedModel(build_synthetic(variant, seed), Provenance.synthetic(seed))
     return load_checkpoint(variant, path)
 
 

@@ -1,10 +1,13 @@
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from conformance.export import ExportCache
+
+REPO = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="session")
@@ -15,4 +18,18 @@ def tiny_cache(tmp_path_factory: pytest.TempPathFactory) -> ExportCache:
 
 @pytest.fixture(scope="session")
 def repo_root() -> Path:
-    return Path(__file__).resolve().parent.parent
+    return REPO
+
+
+def _snapshot(folder: Path) -> dict[str, int]:
+    return {str(p.relative_to(folder)): p.stat().st_mtime_ns for p in folder.rglob("*") if p.is_file()}
+
+
+@pytest.fixture(autouse=True)
+def leaves_the_users_reports_alone(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Every self-test writes under tmp_path: the checkout's reports/ holds the user's last conformance run."""
+    before = _snapshot(REPO / "reports")
+    yield
+    after = _snapshot(REPO / "reports")
+    assert after == before, f"{request.node.nodeid} wrote into {REPO / 'reports'}: " \
+                            f"{sorted(set(after.items()) ^ set(before.items()))}"

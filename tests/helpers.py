@@ -19,7 +19,7 @@ TINY_RN = get("tiny-rn")
 
 
 def synthetic(variant: Variant, seed: int = 0) -> weights.LoadedModel:
-    return weights.LoadedModel(weights.build_synthetic(variant, seed), Provenance(kind="synthetic", seed=seed))
+    return weights.LoadedModel(weights.build_synthetic(variant, seed), Provenance.synthetic(seed))
 
 
 def good(cache: ExportCache, variant: Variant, encoder: EncoderKind | str,
@@ -39,7 +39,7 @@ def export_model(model: torch.nn.Module, variant: Variant, encoder: EncoderKind 
     """Export an arbitrary (possibly broken) model through the suite's own exporter path."""
     folder.mkdir(parents=True, exist_ok=True)
     return export_to(folder, ExportSpec(variant, EncoderKind(encoder), exporter), model,
-                     Provenance(kind="synthetic", seed=0))
+                     Provenance.synthetic(0))
 
 
 def export_seed_recipe(model: torch.nn.Module, variant: Variant, folder: Path, exporter: Exporter,
@@ -57,7 +57,7 @@ def export_seed_recipe(model: torch.nn.Module, variant: Variant, folder: Path, e
                           output_names=["output"], dynamic_axes=axes)
     files = {p.name: p.stat().st_size for p in folder.iterdir()}
     return Artifact(folder=folder, variant=variant.name, encoder=EncoderKind.IMAGE, exporter=str(exporter),
-                    opset=20, precision="fp32", provenance=Provenance(kind="synthetic", seed=0), token_dtype=None,
+                    opset=20, precision="fp32", provenance=Provenance.synthetic(0), token_dtype=None,
                     projection_file=None, files=files)
 
 
@@ -93,3 +93,86 @@ def slow_down(artifact: Artifact, folder: Path, width: int = 2048, repeats: int 
     onnx.save(model, str(slowed.onnx_path))
     slowed.files = {p.name: p.stat().st_size for p in folder.iterdir() if p.name != "artifact.json"}
     return slowed
+
+
+def _rewire_output(model, sink: str) -> str:
+    """Rename the graph output's producer to `raw_output`, so new nodes can compute the output from it."""
+    for node in model.graph.node:
+        node.output[:] = ["raw_output" if name == sink else name for name in node.output]
+    return "raw_output"
+
+
+def poison_output(artifact: Artifact, folder: Path, mode: str) -> Artifact:
+    """A copy whose output is non-finite: `nan` everywhere, or `inf` wherever the true output is negative
+    (so only some elements and rows are hit, as an fp16 overflow would do)."""
+    import numpy as np
+    import onnx
+    from onnx import helper, numpy_helper
+
+    broken = copy_artifact(artifact, folder)
+    model = onnx.load(str(broken.onnx_path), load_external_data=False)
+    sink = model.graph.output[0].name
+    raw = _rewire_output(model, sink)
+    if mode == "nan":
+        model.graph.initializer.append(numpy_helper.from_array(np.array(np.nan, dtype=np.float32), "poison"))
+        model.graph.node.append(helper.make_node("Add", [raw, "poison"], [sink]))
+    else:
+        model.graph.initializer.append(numpy_helper.from_array(np.array(0.0, dtype=np.float32), "poison_zero"))
+        model.graph.node.extend([
+            helper.make_node("Greater", [raw, "poison_zero"], ["poison_keep"]),
+            helper.make_node("Cast", ["poison_keep"], ["poison_div"], to=onnx.TensorProto.FLOAT),
+            helper.make_node("Div", [raw, "poison_div"], [sink]),
+        ])
+    onnx.save(model, str(broken.onnx_path))
+    broken.files = {p.name: p.stat().st_size for p in folder.iterdir() if p.name != "artifact.json"}
+    return broken
+
+
+class VisualWrapper(torch.nn.Module):
+    """Base of the deliberately broken image towers: wraps `model.visual`, whose output `forward` alters."""
+
+    def __init__(self, visual: torch.nn.Module) -> None:
+        super().__init__()
+        self.visual = visual
+
+    @property
+    def conv1(self) -> torch.nn.Module:  # CLIP.dtype reads visual.conv1
+        return self.visual.conv1
+
+
+class OddBatchShift(VisualWrapper):
+    """An image tower that is right at batch 1 and at even batch sizes, and off by 0.05 at odd sizes > 1:
+    a bug only values at those sizes can show, since every shape is right."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.visual(x)
+        batch = x.new_ones(x.shape[0]).sum()
+        odd = torch.remainder(batch, 2.0) * (batch > 1.5).to(out.dtype)
+        return out + 0.05 * odd
+
+
+def _median_seconds(artifact: Artifact, x, runs: int = 15) -> float:
+    import time
+
+    import numpy as np
+
+    from conformance.runtime import run_onnx
+
+    run_onnx(artifact, x)
+    times = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        run_onnx(artifact, x)
+        times.append(time.perf_counter() - started)
+    return float(np.median(times))
+
+
+def slow_down_by(artifact: Artifact, folder: Path, factor: float, x) -> Artifact:
+    """A copy whose ORT run on `x` takes about `factor` times as long, with identical outputs: the extra
+    matmuls' cost is measured on a probe copy, then repeated as often as the target needs."""
+    probe_repeats = 16
+    base = _median_seconds(artifact, x)
+    probe = slow_down(artifact, folder / "probe", width=1024, repeats=probe_repeats)
+    per_repeat = max((_median_seconds(probe, x) - base) / probe_repeats, 1e-7)
+    repeats = max(1, round((factor - 1) * base / per_repeat))
+    return slow_down(artifact, folder / "slowed", width=1024, repeats=repeats)

@@ -5,7 +5,7 @@ from conformance.encoders import EncoderKind
 from conformance.export import Exporter
 from conformance.numerics import Tolerance
 from conformance.tolerances import tolerance
-from tests.helpers import TINY_VIT, export_model, export_seed_recipe, good, synthetic
+from tests.helpers import TINY_VIT, VisualWrapper, export_model, export_seed_recipe, good, synthetic
 
 ROWS = tolerance("row_independence", variant="tiny-vit", encoder="image", exporter="torchscript")
 
@@ -13,40 +13,33 @@ ROWS = tolerance("row_independence", variant="tiny-vit", encoder="image", export
 def test_good_exports_run_at_every_batch_size_with_independent_rows(tiny_cache):
     for encoder in EncoderKind:
         artifact = good(tiny_cache, TINY_VIT, encoder, Exporter.DYNAMO)
-        assert check_dynamic_batch(artifact, TINY_VIT, [1, 2, 7, 16]).passed
+        assert check_dynamic_batch(artifact, TINY_VIT, [1, 2, 7, 16], ROWS).passed
         assert check_row_independence(artifact, TINY_VIT, 7, ROWS).passed
 
 
 def test_seed_recipe_under_dynamo_bakes_batch_one(tmp_path):
     """NOTES.md: torch.export specialises the batch-1 example, so `dynamic_axes` is not enough."""
     artifact = export_seed_recipe(synthetic(TINY_VIT).model, TINY_VIT, tmp_path, Exporter.DYNAMO)
-    result = check_dynamic_batch(artifact, TINY_VIT, [1, 2, 7])
+    result = check_dynamic_batch(artifact, TINY_VIT, [1, 2, 7], ROWS)
     assert not result.passed
     assert "batch 2 fails in onnxruntime" in result.message or "batch 2 gives output batch 1" in result.message
     assert result.figures["batch_sizes"] == [1, 2, 7]
 
 
-class _BatchMixingVisual(torch.nn.Module):
+class _BatchMixingVisual(VisualWrapper):
     """Row i leaks into row j, as a wrong reshape over the batch axis would do."""
-
-    def __init__(self, visual: torch.nn.Module) -> None:
-        super().__init__()
-        self.visual = visual
-
-    @property
-    def conv1(self) -> torch.nn.Module:  # CLIP.dtype reads visual.conv1
-        return self.visual.conv1
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.visual(x)
         return out + 0.05 * out.mean(dim=0, keepdim=True)
 
 
-def test_batch_mixing_model_fails_row_independence_only(tmp_path):
+def test_batch_mixing_model_fails_row_independence_and_dynamic_batch(tmp_path):
     model = synthetic(TINY_VIT).model
     model.visual = _BatchMixingVisual(model.visual)
     artifact = export_model(model, TINY_VIT, EncoderKind.IMAGE, tmp_path)
-    assert check_dynamic_batch(artifact, TINY_VIT, [1, 2, 7]).passed  # shapes alone look fine
+    mixed = check_dynamic_batch(artifact, TINY_VIT, [1, 2, 7], ROWS)  # every shape is right; the values are not
+    assert not mixed.passed and "batch 2 vs batch 1" in mixed.message and "batch 7 vs batch 1" in mixed.message
     result = check_row_independence(artifact, TINY_VIT, 7, ROWS)
     assert not result.passed and "batch 7 vs batch 1" in result.message
     assert result.figures["max_abs_err"] > 1e-3
@@ -56,3 +49,33 @@ def test_row_independence_tolerance_is_not_vacuous(tiny_cache):
     artifact = good(tiny_cache, TINY_VIT, EncoderKind.IMAGE)
     strict = Tolerance(atol=0.0, rtol=0.0, min_cosine=2.0, reason="impossible")
     assert not check_row_independence(artifact, TINY_VIT, 3, strict).passed
+
+
+def test_values_wrong_only_at_odd_batch_sizes_fail_dynamic_batch(tmp_path):
+    """Every shape is right and batch 1, 2 and 16 are right: only comparing values at size 7 shows it."""
+    from tests.helpers import OddBatchShift
+
+    model = synthetic(TINY_VIT).model
+    model.visual = OddBatchShift(model.visual)
+    artifact = export_model(model, TINY_VIT, EncoderKind.IMAGE, tmp_path)
+    assert check_row_independence(artifact, TINY_VIT, 16, ROWS).passed  # the old single size misses it
+    result = check_dynamic_batch(artifact, TINY_VIT, [1, 2, 7, 16], ROWS)
+    assert not result.passed
+    assert "batch 7" in result.message and "batch 16" not in result.message
+
+
+class _RowSwap(VisualWrapper):
+    """Swaps the first two rows of the batch: every shape is right, no row is mixed with another."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.visual(x)
+        return torch.cat([out[1:2], out[0:1], out[2:]])
+
+
+def test_swapped_rows_fail_at_every_batch_size_above_one(tmp_path):
+    model = synthetic(TINY_VIT).model
+    model.visual = _RowSwap(model.visual)
+    artifact = export_model(model, TINY_VIT, EncoderKind.IMAGE, tmp_path)
+    result = check_dynamic_batch(artifact, TINY_VIT, [1, 2, 3], ROWS)
+    assert not result.passed
+    assert all(f"batch {n}" in result.message for n in (2, 3)) and "rows [0, 1]" in result.message

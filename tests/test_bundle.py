@@ -46,7 +46,10 @@ def test_export_writes_a_complete_bundle(good_bundle):
     manifest = _manifest(good_bundle)
     assert manifest["schema"] == "clip-conformance-bundle/1"
     assert manifest["variant"] == "tiny-vit" and manifest["exporter"] == "dynamo" and manifest["opset"] == 20
-    assert manifest["provenance"] == {"kind": "synthetic", "sha256": None, "path": None, "seed": 0}
+    assert manifest["provenance"] == {"kind": "synthetic", "sha256": None, "path": None, "seed": 0,
+                                      "scheme": "synthetic/2"}
+    assert manifest["tokenizer"]["eot_id"] == manifest["tokenizer"]["max_id"] == 49407
+    assert manifest["preprocessing"]["resolution"] == 32 and manifest["preprocessing"]["crop"] == "center"
     names = {f["name"] for f in manifest["files"]}
     assert names == {"image.onnx", "image.onnx.data", "text.onnx", "text.onnx.data", "text_projection_64_96.npy"}
     text = manifest["graphs"]["text-split"]
@@ -137,7 +140,7 @@ def test_bundle_of_unverified_weights_needs_those_weights(tmp_path):
         factory(None).reference_for(found)
     other = tmp_path / "other.pt"
     torch.save(synthetic(TINY_VIT, seed=8).model.state_dict(), other)
-    with pytest.warns(UserWarning), pytest.raises(Exception, match="but b was exported from"):
+    with pytest.raises(Exception, match="but b was exported from"):  # refused before the file is even read
         factory(other).reference_for(found)
     with pytest.warns(UserWarning):
         assert factory(checkpoint).reference_for(found).provenance.sha256 == found.provenance.sha256

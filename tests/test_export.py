@@ -46,10 +46,10 @@ def test_second_run_reuses_the_cached_export(tmp_path):
 
 def test_cache_key_changes_with_everything_that_changes_the_output():
     spec = ExportSpec(TINY_VIT, EncoderKind.IMAGE, Exporter.TORCHSCRIPT)
-    synthetic0 = Provenance(kind="synthetic", seed=0)
+    synthetic0 = Provenance.synthetic(0)
     keys = {
         spec.cache_key(synthetic0),
-        spec.cache_key(Provenance(kind="synthetic", seed=1)),
+        spec.cache_key(Provenance.synthetic(1)),
         spec.cache_key(Provenance(kind="official", sha256="ab" * 32)),
         ExportSpec(TINY_VIT, EncoderKind.TEXT_SPLIT, Exporter.TORCHSCRIPT).cache_key(synthetic0),
         ExportSpec(TINY_VIT, EncoderKind.IMAGE, Exporter.DYNAMO).cache_key(synthetic0),

@@ -3,7 +3,9 @@ import json
 import numpy as np
 import pytest
 
+from conformance import inputs
 from conformance.checks.latency import (
+    BaselineMatch,
     LatencyPlan,
     check_latency,
     check_latency_of,
@@ -12,11 +14,15 @@ from conformance.checks.latency import (
     summary,
 )
 from conformance.encoders import EncoderKind
+from conformance.export import Exporter
 from conformance.runtime import run_onnx, run_torch
-from fixtures.latency import batches_for, load_baseline
-from tests.helpers import TINY_VIT, good, slow_down, synthetic
+from conformance.tolerances import LatencyGate, latency_gate
+from fixtures.latency import LatencySettings, batches_for, load_baseline
+from tests.helpers import TINY_VIT, good, slow_down, slow_down_by, synthetic
 
 PLAN = LatencyPlan(batch=2, rounds=5, warmup=1)
+GATE = LatencyGate(1.5, "test gate")
+LOOSE = LatencyGate(1e9, "no ratio gate in this test")
 
 
 def test_measurement_records_every_figure(tiny_cache):
@@ -48,28 +54,82 @@ def test_slowed_model_fails_the_ratio_gate(tiny_cache, tmp_path):
     x = np.random.default_rng(0).standard_normal((2, 3, 32, 32)).astype(np.float32)
     np.testing.assert_array_equal(run_onnx(slowed, x), run_onnx(good_artifact, x))  # same answers, only slower
     np.testing.assert_allclose(run_onnx(slowed, x), run_torch(synthetic(TINY_VIT).model, "image", x), atol=1e-5)
-    result = check_latency_of(slowed, synthetic(TINY_VIT).model, TINY_VIT, PLAN)
+    result = check_latency_of(slowed, synthetic(TINY_VIT).model, TINY_VIT, PLAN, GATE)
     assert not result.passed
-    assert "x torch eager p50" in result.message and "(gate 1.5x, batch 2)" in result.message
+    assert "x torch eager p50" in result.message and "(gate 1.5x at batch 2: test gate)" in result.message
     assert result.figures["ratio_p50"] > 1.5
+
+
+@pytest.mark.parametrize("batch", [1, 8])
+def test_export_slowed_1_7x_fails_the_data_gate_and_the_good_one_passes(tiny_cache, tmp_path, batch):
+    """The gates in latency_gates.toml mean something: 1.7x slower than a good export fails at each batch."""
+    model = synthetic(TINY_VIT).model
+    good_artifact = good(tiny_cache, TINY_VIT, EncoderKind.IMAGE)
+    x = inputs.batch_for(TINY_VIT, EncoderKind.IMAGE, batch)
+    slowed = slow_down_by(good_artifact, tmp_path, 1.7, x)
+    gate = latency_gate(variant="tiny-vit", encoder="image", batch=batch)
+    plan = LatencyPlan(batch=batch, rounds=15, warmup=3)
+    fast, slow = (check_latency_of(a, model, TINY_VIT, plan, gate) for a in (good_artifact, slowed))
+    achieved = slow.figures["ort"]["p50_ms"] / fast.figures["ort"]["p50_ms"]
+    assert 1.45 < achieved < 2.2, f"the slowed copy is {achieved:.2f}x, not about 1.7x"
+    assert fast.passed, fast.message
+    assert not slow.passed and f"(gate {gate.max_ratio}x at batch {batch}" in slow.message
 
 
 def test_baseline_50_percent_faster_fails(tiny_cache):
     figures = measure_latency(good(tiny_cache, TINY_VIT, "image"), synthetic(TINY_VIT).model, TINY_VIT, PLAN)
     baseline = figures["ort"]["p50_ms"] * 0.5
-    result = check_latency(figures, max_ratio=1e9, baseline_p50_ms=baseline, baseline_tolerance=0.10)
+    result = check_latency(figures, LOOSE, BaselineMatch(baseline), baseline_tolerance=0.10)
     assert not result.passed and "exceeds baseline" in result.message
     assert result.figures["baseline_p50_ms"] == baseline
-    assert check_latency(figures, max_ratio=1e9, baseline_p50_ms=figures["ort"]["p50_ms"] * 2).passed
+    assert check_latency(figures, LOOSE, BaselineMatch(figures["ort"]["p50_ms"] * 2)).passed
+
+
+def _results_doc(cpu: str, threads: int, nodeid: str = "dist/v1-tiny-vit-image-dynamo-op20-batch1") -> dict:
+    return {"schema": "clip-conformance-results/1", "environment": {"cpu": cpu},
+            "tests": [{"nodeid": nodeid, "check": "latency", "variant": "tiny-vit", "encoder": "image",
+                       "exporter": "dynamo", "opset": 20, "artifact": {"precision": "fp32"},
+                       "figures": {"batch": 1, "ort_threads": threads, "ort": {"p50_ms": 4.0}}},
+                      {"nodeid": "b", "check": "parity", "figures": {}}]}
+
+
+def test_baseline_matches_by_case_not_node_id(tmp_path, tiny_cache):
+    from conformance.runtime import threads
+    from conformance.versions import cpu_model
+
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps(_results_doc(cpu_model(), threads())))
+    settings = LatencySettings("quick", 0.10, load_baseline(path))
+    artifact = good(tiny_cache, TINY_VIT, EncoderKind.IMAGE, Exporter.DYNAMO)  # another folder, same case
+    assert settings.baseline_for(artifact, 1, threads()) == BaselineMatch(4.0)
+    assert settings.baseline_for(artifact, 8, threads()) is None
+
+
+@pytest.mark.parametrize("strict", [False, True])
+def test_baseline_from_another_machine_is_skipped_or_fails_strictly(tmp_path, tiny_cache, strict):
+    from conformance.runtime import threads
+
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps(_results_doc("Some Other CPU", threads())))
+    settings = LatencySettings("quick", 0.10, load_baseline(path), strict=strict)
+    match = settings.baseline_for(good(tiny_cache, TINY_VIT, EncoderKind.IMAGE, Exporter.DYNAMO), 1, threads())
+    assert match is not None and "Some Other CPU" in match.skipped
+    figures = measure_latency(good(tiny_cache, TINY_VIT, "image"), synthetic(TINY_VIT).model, TINY_VIT,
+                              LatencyPlan(batch=1, rounds=3, warmup=1))
+    result = check_latency(figures, LOOSE, match)
+    assert result.passed is not strict and "Some Other CPU" in result.figures["baseline_skipped"]
+    from conformance.versions import cpu_model
+
+    path.write_text(json.dumps(_results_doc(cpu_model(), threads() + 1)))
+    other_threads = LatencySettings("quick", 0.10, load_baseline(path), strict=strict)
+    match = other_threads.baseline_for(good(tiny_cache, TINY_VIT, EncoderKind.IMAGE, Exporter.DYNAMO), 1, threads())
+    assert match is not None and "ORT threads" in match.skipped
 
 
 def test_baseline_is_read_from_an_earlier_results_json(tmp_path):
-    doc = {"schema": "clip-conformance-results/1",
-           "tests": [{"nodeid": "a@RN50", "check": "latency", "figures": {"ort": {"p50_ms": 4.0}}},
-                     {"nodeid": "b", "check": "parity", "figures": {}}]}
     path = tmp_path / "results.json"
-    path.write_text(json.dumps(doc))
-    assert load_baseline(path) == {"a": 4.0}
+    path.write_text(json.dumps(_results_doc("cpu", 2)))
+    assert load_baseline(path).p50_ms == {("tiny-vit", "image", "dynamo", 20, "fp32", 1): 4.0}
     path.write_text('{"schema": "other/1", "tests": []}')
     with pytest.raises(pytest.UsageError, match="expected 'clip-conformance-results/1'"):
         load_baseline(path)

@@ -97,11 +97,10 @@ def test_split_plus_helper_equals_full(tiny_cache):
         assert result.passed, result.message
 
 
-def test_token_dtypes_are_handled_and_floats_refused(tiny_cache):
+def test_run_onnx_casts_token_ids_losslessly_and_refuses_floats(tiny_cache):
     artifact = good(tiny_cache, TINY_VIT, EncoderKind.TEXT_SPLIT)
-    result = check_token_dtype(artifact, TINY_VIT)
-    assert result.passed, result.message
-    assert result.figures["graph_dtype"] == "int32"
+    tokens = inputs.tokens(inputs.prompts(2), TINY_VIT)
+    np.testing.assert_array_equal(run_onnx(artifact, tokens.astype(np.int64)), run_onnx(artifact, tokens))
     with pytest.raises(InputContractError, match="input 'text' expects int32 but got float32"):
         run_onnx(artifact, np.zeros((1, 77), dtype=np.float32))
 
@@ -109,7 +108,7 @@ def test_token_dtypes_are_handled_and_floats_refused(tiny_cache):
 def test_token_dtype_check_catches_a_wrong_record(tiny_cache, tmp_path):
     artifact = copy_artifact(good(tiny_cache, TINY_VIT, EncoderKind.TEXT_SPLIT), tmp_path / "a")
     artifact.token_dtype = "int64"
-    result = check_token_dtype(artifact, TINY_VIT)
+    result = check_token_dtype(artifact, TINY_VIT, "int32")
     assert not result.passed and "graph takes int32 tokens but the artifact records int64" in result.message
 
 
@@ -124,3 +123,67 @@ def test_roundtrip_holds_for_drawn_texts(tiny_cache, texts):
     artifact = good(tiny_cache, TINY_VIT, EncoderKind.TEXT_SPLIT)
     result = check_projection_roundtrip(artifact, synthetic(TINY_VIT).model, TINY_VIT, texts, PROJ)
     assert result.passed, result.message
+
+
+def test_graph_declaring_int64_tokens_fails_the_int32_contract(tmp_path):
+    """`run_onnx` casts, so the old int32-vs-int64 comparison fed one array twice: the check must feed raw."""
+    from conformance.export import ExportSpec, export_to
+    from conformance.weights import Provenance
+
+    folder = tmp_path / "int64"
+    folder.mkdir()
+    spec = ExportSpec(TINY_VIT, EncoderKind.TEXT_SPLIT, Exporter.TORCHSCRIPT, token_dtype="int64")
+    artifact = export_to(folder, spec, synthetic(TINY_VIT).model, Provenance.synthetic(0))
+    result = check_token_dtype(artifact, TINY_VIT, "int32")
+    assert not result.passed and "int64" in result.message
+    assert check_token_dtype(artifact, TINY_VIT, "int64").passed
+
+
+def test_default_export_takes_int32_tokens_raw(tiny_cache):
+    artifact = good(tiny_cache, TINY_VIT, EncoderKind.TEXT_SPLIT)
+    result = check_token_dtype(artifact, TINY_VIT, "int32")
+    assert result.passed, result.message
+    assert result.figures["fed_dtype"] == "int32"
+
+
+def test_eot_edge_texts_have_two_eots_and_exact_lengths(tiny_cache):
+    from conformance.tokenizer import EOT, SOT
+
+    tokens = inputs.tokens(inputs.EDGE_TEXTS["eot-in-text"], TINY_VIT)
+    assert all((row == EOT).sum() >= 2 for row in tokens)
+    lengths = {name: [int((row != 0).sum()) for row in inputs.tokens(inputs.EDGE_TEXTS[name], TINY_VIT)]
+               for name in ("76-tokens", "77-tokens", "over-context")}
+    assert lengths == {"76-tokens": [76], "77-tokens": [77], "over-context": [77]}
+    assert tokens[0, 0] == SOT
+
+
+def _last_eot_wins(artifact, folder):
+    """The text-full graph with ArgMax picking the *last* maximum: right for every text with one EOT."""
+    import onnx
+
+    broken = copy_artifact(artifact, folder)
+    model = onnx.load(str(broken.onnx_path))
+    argmaxes = [n for n in model.graph.node if n.op_type == "ArgMax"]
+    assert argmaxes
+    for node in argmaxes:
+        kept = [a for a in node.attribute if a.name != "select_last_index"]
+        del node.attribute[:]
+        node.attribute.extend([*kept, onnx.helper.make_attribute("select_last_index", 1)])
+    onnx.save(model, str(broken.onnx_path))
+    broken.files = {p.name: p.stat().st_size for p in folder.iterdir() if p.name != "artifact.json"}
+    return broken
+
+
+def test_last_eot_wins_graph_fails_split_vs_full(tiny_cache, tmp_path):
+    split = good(tiny_cache, TINY_VIT, EncoderKind.TEXT_SPLIT)
+    broken = _last_eot_wins(good(tiny_cache, TINY_VIT, EncoderKind.TEXT_FULL), tmp_path / "b")
+    result = check_split_matches_full(broken, split, TINY_VIT, SPLIT_FULL)
+    assert not result.passed, result.figures
+
+
+@pytest.mark.parametrize("case", ["eot-in-text", "76-tokens", "77-tokens", "over-context"])
+def test_eot_edge_texts_agree_between_helper_full_graph_and_torch(tiny_cache, case):
+    model = synthetic(TINY_VIT).model
+    split = good(tiny_cache, TINY_VIT, EncoderKind.TEXT_SPLIT)
+    texts = inputs.EDGE_TEXTS[case]
+    assert check_projection_roundtrip(split, model, TINY_VIT, texts, PROJ).passed

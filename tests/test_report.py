@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from conformance.report import html, schema
+from conformance.versions import cpu_model, thread_count
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-SCREENSHOT = Path(__file__).resolve().parent.parent / "reports" / "report-selftest.png"
 
 
 def _run(repo_root: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -24,9 +24,10 @@ def shards(tmp_path_factory, repo_root) -> dict[str, Path]:
     """Two real runs: tiny-vit with a latency baseline it cannot meet (so it fails), tiny-rn passing."""
     root = tmp_path_factory.mktemp("shards")
     baseline = root / "baseline.json"
-    baseline.write_text(json.dumps({"schema": schema.SCHEMA, "tests": [{
+    baseline.write_text(json.dumps({"schema": schema.SCHEMA, "environment": {"cpu": cpu_model()}, "tests": [{
         "nodeid": "conformance/test_latency.py::test_latency[tiny-vit-image-torchscript-op20-batch1]",
-        "check": "latency", "figures": {"ort": {"p50_ms": 1e-6}}}]}))
+        "variant": "tiny-vit", "encoder": "image", "exporter": "torchscript", "opset": 20, "check": "latency",
+        "figures": {"batch": 1, "ort_threads": thread_count(), "ort": {"p50_ms": 1e-6}}}]}))
     common = ["-m", "pytest", "-p", "no:cacheprovider", "--exporter", "torchscript", f"--export-cache={root / 'c'}",
               "--latency-batches", "1,2"]
     vit = _run(repo_root, *common, "--variant", "tiny-vit", f"--report-dir={root / 'vit'}",
@@ -40,7 +41,8 @@ def shards(tmp_path_factory, repo_root) -> dict[str, Path]:
 def test_run_writes_results_junit_and_html(shards):
     doc = schema.load(shards["vit"] / "results.json")
     assert doc["exit_status"] == 1 and doc["verdict"] == "fail"
-    assert doc["provenance"] == {"tiny-vit": {"kind": "synthetic", "sha256": None, "path": None, "seed": 0}}
+    assert doc["provenance"] == {"tiny-vit": {"kind": "synthetic", "sha256": None, "path": None, "seed": 0,
+                                              "scheme": "synthetic/2"}}
     assert {"torch", "onnxruntime", "cpu", "threads"} <= set(doc["environment"])
     by_id = {t["nodeid"].split("::")[-1]: t for t in doc["tests"]}
     gated = by_id["test_latency[tiny-vit-image-torchscript-op20-batch1]"]
@@ -94,6 +96,7 @@ def test_render_shows_verdict_matrix_and_xfails():
 def test_report_renders_in_chromium(shards):
     from playwright.sync_api import sync_playwright
 
+    screenshot = shards["root"] / "report-selftest.png"  # under tmp: reports/ holds the user's last run
     flags = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
              "--disable-sync", "--no-first-run"]
     with sync_playwright() as pw:
@@ -112,7 +115,6 @@ def test_report_renders_in_chromium(shards):
         assert message.is_visible() and "exceeds baseline" in message.inner_text()
         assert page.locator("#latency-chart rect").count() >= 2
         assert "synthetic weights, seed 0" in page.locator("#provenance").inner_text()
-        SCREENSHOT.parent.mkdir(exist_ok=True)
-        page.screenshot(path=str(SCREENSHOT), full_page=True)
+        page.screenshot(path=str(screenshot), full_page=True)
         browser.close()
-    assert SCREENSHOT.stat().st_size > 10_000
+    assert screenshot.stat().st_size > 10_000

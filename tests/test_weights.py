@@ -49,7 +49,7 @@ def test_synthetic_weights_leave_the_global_rng_alone():
 
 def test_no_checkpoint_means_synthetic(tmp_path):
     loaded = weights.resolve(TINY_VIT, weights=tmp_path, seed=5)
-    assert loaded.provenance.describe() == "synthetic, seed 5"
+    assert loaded.provenance.describe() == "synthetic (synthetic/2), seed 5"
 
 
 def test_state_dict_checkpoint_loads_unverified_with_a_warning(state_dict_file):
@@ -112,7 +112,8 @@ def test_bad_weights_fail_the_run_clearly_and_cache_nothing(case, state_dict_fil
     cache = tmp_path / "cache"
     run = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--variant", "tiny-vit", "--exporter",
-         "torchscript", f"--weights={bad}", f"--export-cache={cache}", "conformance/test_validity.py"],
+         "torchscript", f"--weights={bad}", f"--export-cache={cache}", f"--report-dir={tmp_path / 'r'}",
+         "conformance/test_validity.py"],
         cwd=repo_root, capture_output=True, text=True, timeout=300,
     )
     output = run.stdout + run.stderr
@@ -120,3 +121,15 @@ def test_bad_weights_fail_the_run_clearly_and_cache_nothing(case, state_dict_fil
     assert {"missing": "does not exist", "truncated": "truncated or corrupt", "empty": "is empty"}[case] in output
     assert "Traceback" not in output
     assert not list(cache.rglob("artifact.json")) and not list(cache.rglob("*.onnx"))
+
+
+@pytest.mark.parametrize("change", [{"vision_layers": 3}, {"vision_patch_size": 4, "image_resolution": 32},
+                                    {"transformer_layers": 3}, {"vision_width": 192}])
+def test_checkpoint_differing_anywhere_in_the_architecture_is_refused(state_dict_file, change):
+    """RN101, ViT-B/16 and ViT-B/32 agree on embed dim, width, resolution and context: the rest must be read."""
+    variant = dataclasses.replace(TINY_VIT, name="tiny-vit-other", **change)
+    with pytest.raises(weights.WeightsError, match="does not hold a tiny-vit-other model") as caught, \
+            pytest.warns(UserWarning):
+        weights.resolve(variant, weights=state_dict_file)
+    assert "\n" not in str(caught.value)
+    assert next(iter(change)) in str(caught.value)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from conformance import bundle_validation as rules
 from conformance.artifact import ArtifactError
-from conformance.bundle import Bundle, BundleError, contract_problems, file_problems, open_bundle
+from conformance.bundle import Bundle, BundleError, open_bundle
 from conformance.encoders import EncoderKind
 from conformance.graph import graph_inputs, graph_outputs, load_structure
 from conformance.results import CheckResult, failed, verdict
@@ -30,9 +31,11 @@ def _graph_vs_manifest(bundle: Bundle) -> list[str]:
     return problems
 
 
-def check_bundle_integrity(folder: Path) -> CheckResult:
-    """Fails on: no manifest, unreadable JSON or another schema, a missing/truncated/modified file, a
-    variant whose shapes the graphs don't have, a projection of the wrong shape."""
+def check_bundle_integrity(folder: Path, weights: Path | None = None) -> CheckResult:
+    """Fails on: no manifest, unreadable JSON or another schema; a missing, truncated, modified or unlisted
+    file; a graph reading a file outside the bundle or not listed; manifest claims (exporter, opset,
+    precision, token dtype, variant, official weights, tokenizer, preprocessing) that the graphs or the
+    registry contradict; synthetic weights of another scheme; `weights` that are not the bundle's."""
     try:
         bundle = open_bundle(folder)
     except BundleError as exc:
@@ -40,9 +43,12 @@ def check_bundle_integrity(folder: Path) -> CheckResult:
     figures = {"bundle": str(folder), "variant": bundle.variant.name, "exporter": bundle.manifest["exporter"],
                "opset": bundle.manifest["opset"], "files": len(bundle.manifest["files"]),
                "provenance": bundle.manifest["provenance"]}
-    problems = file_problems(bundle) + contract_problems(bundle)
+    problems = rules.file_problems(bundle) + rules.contract_problems(bundle)
     if not problems:
-        problems = _graph_vs_manifest(bundle)
+        problems = rules.external_data_problems(bundle) + _graph_vs_manifest(bundle)
+        problems += rules.claims_vs_graphs_problems(bundle)
+    problems += rules.provenance_problems(bundle) + rules.weights_problems(bundle, weights)
+    problems += rules.record_problems(bundle)
     if EncoderKind.IMAGE not in bundle.encoders() or EncoderKind.TEXT_SPLIT not in bundle.encoders():
         problems.append("a bundle holds an image graph and a split text graph")
     return verdict(CHECK, problems, figures, f"{figures['files']} files verified by sha256")

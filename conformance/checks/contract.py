@@ -3,23 +3,13 @@
 from __future__ import annotations
 
 from conformance.artifact import Artifact, ArtifactError
-from conformance.encoders import EncoderKind
+from conformance.encoders import EncoderKind, expected_dims
 from conformance.graph import TensorSignature, graph_inputs, graph_outputs, load_structure
 from conformance.results import CheckResult, failed, verdict
 from conformance.variants import Variant
 
 CHECK = "contract"
 TOKEN_DTYPES = ("int32", "int64")
-
-
-def expected_dims(variant: Variant, encoder: EncoderKind) -> tuple[tuple[int, ...], tuple[int, ...]]:
-    """Non-batch dims of the input and of the output."""
-    if encoder == EncoderKind.IMAGE:
-        r = variant.image_resolution
-        return (3, r, r), (variant.embed_dim,)
-    if encoder == EncoderKind.TEXT_SPLIT:
-        return (variant.context_length,), (variant.context_length, variant.transformer_width)
-    return (variant.context_length,), (variant.embed_dim,)
 
 
 def _tensor_problems(sig: TensorSignature, role: str, name: str, dtypes: tuple[str, ...],

@@ -6,6 +6,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
+from typing import Any
 
 import numpy as np
 import torch
@@ -15,10 +16,10 @@ from conformance.artifact import Artifact
 from conformance.encoders import wrap
 from conformance.results import CheckResult, error_line, failed, verdict
 from conformance.runtime import run_onnx, threads
+from conformance.tolerances import LatencyGate
 from conformance.variants import Variant
 
 CHECK = "latency"
-DEFAULT_MAX_RATIO = 1.5  # ORT p50 may not exceed 1.5x torch eager p50, measured in the same rounds
 
 Call = Callable[[], object]
 # (ort_call, torch_call, rounds) -> (ort seconds per round, torch seconds per round)
@@ -93,29 +94,43 @@ def measure_latency(artifact: Artifact, model: torch.nn.Module, variant: Variant
             "ort_threads": threads(), "torch_threads": torch.get_num_threads()}
 
 
-def check_latency(figures: dict[str, object], max_ratio: float = DEFAULT_MAX_RATIO,
-                  baseline_p50_ms: float | None = None, baseline_tolerance: float = 0.10) -> CheckResult:
+@dataclass(frozen=True)
+class BaselineMatch:
+    """An earlier run's ORT p50 for the same case, or why none is used."""
+
+    p50_ms: float | None = None
+    skipped: str | None = None  # e.g. measured on another CPU model or thread count
+    strict: bool = False  # --strict-xfails: a skipped baseline fails instead of being ignored
+
+
+def check_latency(figures: dict[str, Any], gate: LatencyGate, baseline: BaselineMatch | None = None,
+                  baseline_tolerance: float = 0.10) -> CheckResult:
     """Gate a measurement: against torch in the same run, and against an earlier run's p50 if given."""
-    ort_p50 = float(figures["ort"]["p50_ms"])  # type: ignore[index]
-    torch_p50 = float(figures["torch"]["p50_ms"])  # type: ignore[index]
-    ratio = float(figures["ratio_p50"])  # type: ignore[arg-type]
+    ort_p50, torch_p50, ratio = figures["ort"]["p50_ms"], figures["torch"]["p50_ms"], figures["ratio_p50"]
+    figures = {**figures, "gate_max_ratio": gate.max_ratio, "gate_reason": gate.reason}
     problems = []
-    if ratio > max_ratio:
+    if not ratio <= gate.max_ratio:
         problems.append(f"ORT p50 {ort_p50:.2f} ms is {ratio:.2f}x torch eager p50 {torch_p50:.2f} ms "
-                        f"(gate {max_ratio}x, batch {figures['batch']})")
-    if baseline_p50_ms is not None:
-        limit = baseline_p50_ms * (1 + baseline_tolerance)
-        figures = {**figures, "baseline_p50_ms": baseline_p50_ms, "baseline_tolerance": baseline_tolerance}
+                        f"(gate {gate.max_ratio}x at batch {figures['batch']}: {gate.reason})")
+    if baseline is not None and baseline.skipped:
+        figures["baseline_skipped"] = baseline.skipped
+        if baseline.strict:
+            problems.append(f"latency baseline not usable under --strict-xfails: {baseline.skipped}")
+    elif baseline is not None and baseline.p50_ms is not None:
+        limit = baseline.p50_ms * (1 + baseline_tolerance)
+        figures.update(baseline_p50_ms=baseline.p50_ms, baseline_tolerance=baseline_tolerance)
         if ort_p50 > limit:
-            problems.append(f"ORT p50 {ort_p50:.2f} ms exceeds baseline {baseline_p50_ms:.2f} ms "
+            problems.append(f"ORT p50 {ort_p50:.2f} ms exceeds baseline {baseline.p50_ms:.2f} ms "
                             f"+{baseline_tolerance:.0%} = {limit:.2f} ms")
-    return verdict(CHECK, problems, figures, f"ORT/torch p50 {ratio:.2f}x at batch {figures['batch']}")
+    return verdict(CHECK, problems, figures, f"ORT/torch p50 {ratio:.2f}x at batch {figures['batch']} "
+                                             f"(gate {gate.max_ratio}x)")
 
 
 def check_latency_of(artifact: Artifact, model: torch.nn.Module, variant: Variant, plan: LatencyPlan,
-                     timer: RoundTimer = interleaved_rounds, **gates: float | None) -> CheckResult:
+                     gate: LatencyGate, timer: RoundTimer = interleaved_rounds, baseline: BaselineMatch | None = None,
+                     baseline_tolerance: float = 0.10) -> CheckResult:
     try:
         figures = measure_latency(artifact, model, variant, plan, timer)
     except Exception as exc:  # noqa: BLE001
         return failed(CHECK, f"could not time batch {plan.batch}: {error_line(exc)}")
-    return check_latency(figures, **gates)  # type: ignore[arg-type]
+    return check_latency(figures, gate, baseline, baseline_tolerance)

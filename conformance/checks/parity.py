@@ -8,19 +8,21 @@ import torch
 from conformance import inputs
 from conformance.artifact import Artifact
 from conformance.encoders import EncoderKind, project_text
-from conformance.numerics import Tolerance, error_figures, tolerance_problems
+from conformance.numerics import Tolerance, compare, nonfinite_problem
 from conformance.results import CheckResult, error_line, failed, verdict
 from conformance.runtime import run_onnx, run_torch
 from conformance.variants import Variant
 
 CHECK = "parity"
 CHECK_ZERO_SHOT = "zero_shot"
+# Item offsets: parity and zero-shot use other items than the batch checks (which start at item 0).
+PARITY_ITEMS, ZERO_SHOT_ITEMS = 1000, 2000
 
 
 def parity_inputs(variant: Variant, encoder: EncoderKind, batch: int) -> np.ndarray:
     if encoder == EncoderKind.IMAGE:
-        return inputs.images(variant, batch, seed=1)
-    texts = inputs.prompts(batch) + inputs.EDGE_TEXTS["mixed-lengths"]
+        return inputs.images(variant, batch, offset=PARITY_ITEMS)
+    texts = inputs.prompts(batch, offset=PARITY_ITEMS) + inputs.EDGE_TEXTS["mixed-lengths"]
     return inputs.tokens(texts, variant)
 
 
@@ -32,12 +34,9 @@ def check_parity(artifact: Artifact, model: torch.nn.Module, variant: Variant, t
         actual = run_onnx(artifact, x)
     except Exception as exc:  # noqa: BLE001
         return failed(CHECK, f"onnxruntime failed: {error_line(exc)}")
-    expected = run_torch(model, artifact.encoder, x)
-    if actual.shape != expected.shape:
-        return failed(CHECK, f"output shape {actual.shape} differs from torch {expected.shape}")
-    figures = {"batch": int(x.shape[0]), **error_figures(actual, expected),
-               "tolerance": {"atol": tol.atol, "rtol": tol.rtol, "min_cosine": tol.min_cosine, "reason": tol.reason}}
-    return verdict(CHECK, tolerance_problems(figures, actual, expected, tol, "onnx vs torch"), figures)
+    comparison = compare(actual, run_torch(model, artifact.encoder, x), tol, "onnx vs torch")
+    figures = {"batch": int(x.shape[0]), **comparison.figures, "tolerance": tol.to_dict()}
+    return verdict(CHECK, comparison.problems, figures)
 
 
 def _normalise(x: np.ndarray) -> np.ndarray:
@@ -66,13 +65,18 @@ def check_zero_shot_agreement(image: Artifact, text_split: Artifact, model: torc
     """The image x text similarity matrix from the ONNX graphs (via the split projection) ranks as torch's."""
     if text_split.projection_path is None or not text_split.projection_path.is_file():
         return failed(CHECK_ZERO_SHOT, f"{text_split.label} has no projection .npy")
-    images, tokens = inputs.images(variant, n_images, seed=2), inputs.tokens(inputs.prompts(n_texts), variant)
+    images = inputs.images(variant, n_images, offset=ZERO_SHOT_ITEMS)
+    tokens = inputs.tokens(inputs.prompts(n_texts, offset=ZERO_SHOT_ITEMS), variant)
     try:
         onnx_text = project_text(run_onnx(text_split, tokens), tokens, np.load(text_split.projection_path))
         onnx_sim = similarity(run_onnx(image, images), onnx_text)
     except Exception as exc:  # noqa: BLE001
         return failed(CHECK_ZERO_SHOT, f"onnx side failed: {error_line(exc)}")
     torch_sim = similarity(run_torch(model, EncoderKind.IMAGE, images), run_torch(model, EncoderKind.TEXT_FULL, tokens))
+    nonfinite = [p for p in (nonfinite_problem(onnx_sim, "onnx similarity matrix"),
+                             nonfinite_problem(torch_sim, "torch similarity matrix (a reference problem)")) if p]
+    if nonfinite:
+        return failed(CHECK_ZERO_SHOT, "; ".join(nonfinite), images=n_images, texts=n_texts)
     figures = {"images": n_images, "texts": n_texts, "max_similarity_err": float(np.abs(onnx_sim - torch_sim).max()),
                "top1_agreement": float((onnx_sim.argmax(1) == torch_sim.argmax(1)).mean())}
     return verdict(CHECK_ZERO_SHOT, ranking_disagreements(onnx_sim, torch_sim, tie=1e-5), figures,

@@ -13,7 +13,7 @@ from conformance import atomic
 # Worst first: the status a matrix cell shows when several tests share it.
 SEVERITY = ("error", "failed", "xpassed", "xfailed", "passed", "skipped")
 COLUMN_ORDER = ("opset_validity", "io_contract", "dynamic_batch", "dynamic_batch_drawn", "row_independence",
-                "parity", "zero_shot_agreement", "projection_file", "projection_roundtrip",
+                "parity", "zero_shot_agreement", "known_answer", "projection_file", "projection_roundtrip",
                 "projection_roundtrip_drawn", "token_dtype", "split_matches_full", "latency")
 
 

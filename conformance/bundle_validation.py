@@ -1,0 +1,176 @@
+"""What makes a bundle trustworthy: each rule returns one-line problems, empty when the bundle obeys it.
+
+A manifest is data anyone can edit, so nothing in it is taken on trust: every file is hashed, every
+file the graphs read is listed, the manifest's claims are compared with the graphs themselves, and the
+weights it claims are compared with the registry and with `--weights`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path, PurePosixPath, PureWindowsPath
+from typing import Any
+
+import onnx
+from onnx.external_data_helper import ExternalDataInfo, uses_external_data
+
+from conformance import synthetic
+from conformance.bundle import MANIFEST, Bundle
+from conformance.encoders import EncoderKind, expected_dims
+from conformance.export import graph_metadata
+from conformance.graph import default_opset, graph_inputs
+from conformance.inputs import MEAN, STD
+from conformance.tokenizer import preprocessing_record, tokenizer_problems
+from conformance.weights import WeightsError, find_checkpoint, sha256_of
+
+
+def _listed(bundle: Bundle) -> dict[str, dict[str, Any]]:
+    return {f["name"]: f for f in bundle.manifest["files"]}
+
+
+def file_problems(bundle: Bundle) -> list[str]:
+    """Every listed file exists with its size and sha256; every file a graph entry names is listed; the
+    folder holds nothing else."""
+    problems = []
+    listed = _listed(bundle)
+    for name, entry in listed.items():
+        path = bundle.folder / name
+        if PurePosixPath(name).name != name or name in ("", ".", ".."):
+            problems.append(f"{name}: a listed file must be a plain name inside the bundle folder")
+        elif not path.is_file():
+            problems.append(f"{name}: named in the manifest but missing")
+        elif path.stat().st_size != entry["size"]:
+            problems.append(f"{name}: {path.stat().st_size} bytes, the manifest says {entry['size']} (truncated?)")
+        elif sha256_of(path) != entry["sha256"]:
+            problems.append(f"{name}: sha256 differs from the manifest (modified after export)")
+    for graph in bundle.manifest["graphs"].values():
+        for name in [graph.get("file"), *graph.get("files", []), graph.get("projection", {}).get("file")]:
+            if name and name not in listed:
+                problems.append(f"{name}: used by the {graph.get('encoder')} graph but not listed with a hash")
+    for path in sorted(bundle.folder.iterdir()):
+        if path.name != MANIFEST and path.name not in listed:
+            problems.append(f"{path.name}: in the bundle folder but not listed in the manifest")
+    return problems
+
+
+def _location_problem(location: str, graph: dict[str, Any], listed: dict[str, Any]) -> str | None:
+    plain = PurePosixPath(location).name == location and PureWindowsPath(location).name == location
+    if not plain or location in ("", ".", ".."):
+        return f"{graph['file']}: external data location {location!r} points outside the bundle folder"
+    if location not in listed or location not in graph.get("files", []):
+        return f"{graph['file']}: external data location {location!r} is not a file listed for this graph"
+    return None
+
+
+def external_data_problems(bundle: Bundle) -> list[str]:
+    """Every external-data `location` inside each graph is a listed file of that graph, in the bundle folder."""
+    problems: set[str] = set()
+    listed = _listed(bundle)
+    for graph in bundle.manifest["graphs"].values():
+        model = _graph(bundle, graph)
+        if model is None:
+            continue
+        for tensor in model.graph.initializer:
+            if uses_external_data(tensor):
+                problem = _location_problem(ExternalDataInfo(tensor).location, graph, listed)
+                if problem:
+                    problems.add(problem)
+    return sorted(problems)
+
+
+def _graph(bundle: Bundle, graph: dict[str, Any]) -> onnx.ModelProto | None:
+    try:
+        return onnx.load(str(bundle.folder / graph["file"]), load_external_data=False)
+    except Exception:  # noqa: BLE001 - unreadable graphs are reported by the file and validity checks
+        return None
+
+
+def contract_problems(bundle: Bundle) -> list[str]:
+    """The manifest's recorded contract matches the variant it names, and the projection shape too."""
+    problems = []
+    for key, graph in bundle.manifest["graphs"].items():
+        try:
+            encoder = EncoderKind(graph["encoder"])
+            in_rest, out_rest = expected_dims(bundle.variant, encoder)
+            in_shape, out_shape = graph["inputs"][0]["shape"][1:], graph["outputs"][0]["shape"][1:]
+        except (KeyError, IndexError, ValueError) as exc:
+            problems.append(f"manifest graph {key!r} is malformed: {type(exc).__name__}: {exc}")
+            continue
+        if tuple(in_shape) != in_rest or tuple(out_shape) != out_rest:
+            problems.append(f"{graph['file']}: manifest shapes {in_shape} -> {out_shape} are not those of "
+                            f"{bundle.variant.name} ({list(in_rest)} -> {list(out_rest)})")
+        projection = graph.get("projection")
+        if projection and tuple(projection["shape"]) != bundle.variant.projection_shape:
+            problems.append(f"{projection['file']}: manifest shape {projection['shape']} is not "
+                            f"{bundle.variant.name}'s {list(bundle.variant.projection_shape)}")
+    return problems
+
+
+def claims_vs_graphs_problems(bundle: Bundle) -> list[str]:
+    """exporter, precision, opset, variant, encoder and token dtype, as the manifest says, are what each graph
+    records about itself (metadata stamped at export, its opset import, its input dtype)."""
+    problems = []
+    m = bundle.manifest
+    for key, graph in m["graphs"].items():
+        model = _graph(bundle, graph)
+        if model is None:
+            continue
+        stamped = graph_metadata(model)
+        if not stamped:
+            problems.append(f"{graph['file']}: carries no clip_conformance metadata (not made by this suite's export)")
+            continue
+        claims = {"exporter": m["exporter"], "precision": m["precision"], "variant": m["variant"], "encoder": key}
+        problems += [f"{graph['file']}: manifest says {name} {claim!r}, the graph was made with "
+                     f"{stamped.get(name)!r}" for name, claim in claims.items() if stamped.get(name) != claim]
+        if default_opset(model) != m["opset"]:
+            problems.append(f"{graph['file']}: manifest says opset {m['opset']!r}, the graph imports "
+                            f"opset {default_opset(model)}")
+        declared = graph_inputs(model)[0].elem_type if graph_inputs(model) else None
+        if key != str(EncoderKind.IMAGE) and graph.get("token_dtype") != declared:
+            problems.append(f"{graph['file']}: manifest says token_dtype {graph.get('token_dtype')!r}, the graph "
+                            f"takes {declared}")
+    return problems
+
+
+def provenance_problems(bundle: Bundle) -> list[str]:
+    """An `official` claim carries the registry's sha256; synthetic weights are of the scheme this suite builds."""
+    recorded = bundle.provenance
+    if recorded.kind == "official" and recorded.sha256 != bundle.variant.sha256:
+        return [f"manifest claims official {bundle.variant.name} weights with sha256 {recorded.sha256}, but the "
+                f"registry's official checkpoint has {bundle.variant.sha256}"]
+    if recorded.kind == "synthetic" and recorded.scheme != synthetic.SCHEME:
+        return [f"bundle was exported from synthetic weights of scheme {recorded.scheme or 'synthetic/1'!r}; this "
+                f"suite builds {synthetic.SCHEME!r} and will not rebuild other weights: export the bundle again"]
+    if recorded.kind not in ("official", "unverified-file", "synthetic"):
+        return [f"manifest provenance kind {recorded.kind!r} is not official, unverified-file or synthetic"]
+    return []
+
+
+def weights_problems(bundle: Bundle, weights_path: Path | None) -> list[str]:
+    """`--weights` is never ignored: the checkpoint given must be the one the bundle was exported from. The
+    realistic accident is a bundle exported without weights, then validated "against the checkpoint"."""
+    if weights_path is None:
+        return []
+    try:
+        path = find_checkpoint(bundle.variant, weights_path)
+    except WeightsError as exc:
+        return [str(exc)]
+    if path is None:
+        return [f"--weights={weights_path} holds no {bundle.variant.checkpoint_file or 'checkpoint'} for "
+                f"{bundle.variant.name}"]
+    recorded, digest = bundle.provenance, sha256_of(path)
+    if recorded.kind == "synthetic":
+        return [f"--weights={path} was given, but {bundle.name} was exported from synthetic weights "
+                f"(seed {recorded.seed}), not from that checkpoint"]
+    if digest != recorded.sha256:
+        return [f"--weights={path} has sha256 {digest}, but {bundle.name} was exported from {recorded.sha256}"]
+    return []
+
+
+def record_problems(bundle: Bundle) -> list[str]:
+    """The tokenizer and image preprocessing the graphs were made for are recorded, and are this suite's."""
+    problems = tokenizer_problems(bundle.manifest.get("tokenizer"), bundle.variant.context_length)
+    expected = preprocessing_record(bundle.variant.image_resolution, MEAN, STD)
+    if bundle.manifest.get("preprocessing") != expected:
+        problems.append(f"manifest preprocessing {bundle.manifest.get('preprocessing')!r} is not "
+                        f"{bundle.variant.name}'s {expected!r}")
+    return problems

@@ -1,0 +1,141 @@
+"""A manifest cannot redirect the checks: a bundle is checked exactly as shipped, every file accounted for."""
+
+import json
+import shutil
+from pathlib import Path
+
+import onnx
+import pytest
+import torch
+
+from conformance import cli
+from conformance.bundle import open_bundle
+from conformance.checks.bundle import check_bundle_integrity
+from conformance.weights import sha256_of
+from tests.helpers import TINY_VIT, synthetic
+
+
+@pytest.fixture(scope="module")
+def shipped(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("trust")
+    out = root / "tiny"
+    assert cli.main(["export", "--variant", "tiny-vit", "--out", str(out), "--export-cache", str(root / "c")]) == 0
+    return out
+
+
+@pytest.fixture
+def bundle(shipped, tmp_path) -> Path:
+    return Path(shutil.copytree(shipped, tmp_path / "tiny"))
+
+
+def _edit(folder: Path, change) -> None:
+    """Change the manifest as a careless (or hostile) tool would, then make every listed hash consistent."""
+    path = folder / "manifest.json"
+    manifest = json.loads(path.read_text())
+    change(manifest)
+    for entry in manifest["files"]:
+        file = folder / entry["name"]
+        if file.is_file():
+            entry.update(size=file.stat().st_size, sha256=sha256_of(file))
+    path.write_text(json.dumps(manifest))
+
+
+def _listed(manifest: dict, name: str) -> dict:
+    return {"name": name, "size": 0, "sha256": ""}
+
+
+def test_good_bundle_passes(shipped):
+    result = check_bundle_integrity(shipped)
+    assert result.passed, result.message
+
+
+def test_graph_file_not_listed_with_a_hash_fails(bundle):
+    """The manifest points the image checks at an unlisted file; the listed image.onnx is never checked."""
+    shutil.copyfile(bundle / "image.onnx", bundle / "decoy.onnx")
+    _edit(bundle, lambda m: m["graphs"]["image"].update(file="decoy.onnx"))
+    result = check_bundle_integrity(bundle)
+    assert not result.passed and "decoy.onnx" in result.message
+
+
+def test_unlisted_file_in_the_folder_fails(bundle):
+    (bundle / "notes.bin").write_bytes(b"not part of the release")
+    result = check_bundle_integrity(bundle)
+    assert not result.passed and "notes.bin: in the bundle folder but not listed" in result.message
+
+
+@pytest.mark.parametrize("location", ["../elsewhere/image.onnx.data", "/tmp/image.onnx.data"])
+def test_external_data_outside_the_bundle_fails(bundle, tmp_path, location):
+    model = onnx.load(str(bundle / "image.onnx"), load_external_data=False)
+    for tensor in model.graph.initializer:
+        for entry in tensor.external_data:
+            if entry.key == "location":
+                entry.value = location
+    onnx.save(model, str(bundle / "image.onnx"))
+
+    def drop_data(m: dict) -> None:
+        m["files"] = [f for f in m["files"] if f["name"] != "image.onnx.data"]
+        m["graphs"]["image"]["files"] = ["image.onnx"]
+
+    (bundle / "image.onnx.data").unlink()
+    _edit(bundle, drop_data)
+    result = check_bundle_integrity(bundle)
+    assert not result.passed and location in result.message
+
+
+def test_official_claim_without_the_registry_hash_fails(bundle):
+    _edit(bundle, lambda m: m.update(provenance={"kind": "official", "sha256": "ab" * 32, "path": "x.pt",
+                                                 "seed": None}))
+    result = check_bundle_integrity(bundle)
+    assert not result.passed and "official" in result.message
+
+
+@pytest.mark.parametrize(("key", "value"), [("exporter", "torchscript"), ("opset", 17), ("precision", "fp16")])
+def test_manifest_disagreeing_with_the_graphs_fails(bundle, key, value):
+    _edit(bundle, lambda m: m.update({key: value}))
+    result = check_bundle_integrity(bundle)
+    assert not result.passed and key in result.message
+
+
+def test_manifest_token_dtype_disagreeing_with_the_graph_fails(bundle):
+    _edit(bundle, lambda m: m["graphs"]["text-split"].update(token_dtype="int64"))
+    result = check_bundle_integrity(bundle)
+    assert not result.passed and "token_dtype" in result.message
+
+
+def test_weights_given_for_a_synthetic_bundle_fail(shipped, tmp_path):
+    """The realistic accident: a bundle exported without weights, validated 'against the checkpoint'."""
+    checkpoint = tmp_path / "ViT-B-32.pt"
+    torch.save(synthetic(TINY_VIT, seed=7).model.state_dict(), checkpoint)
+    result = check_bundle_integrity(shipped, weights=checkpoint)
+    assert not result.passed
+    assert "synthetic" in result.message and "ViT-B-32.pt" in result.message
+    from fixtures.subjects import SubjectFactory
+
+    factory = SubjectFactory(cache=None, weights_path=checkpoint, seed=0, device="cpu",  # type: ignore[arg-type]
+                             progress=lambda m: None)
+    with pytest.raises(Exception, match="synthetic"):
+        factory.reference_for(open_bundle(shipped))
+
+
+def test_bundle_of_an_older_synthetic_scheme_is_refused_not_rebuilt(bundle):
+    """A synthetic/1 bundle's reference would be rebuilt with other weights: refuse it, clearly."""
+    _edit(bundle, lambda m: m["provenance"].pop("scheme"))
+    result = check_bundle_integrity(bundle)
+    assert not result.passed and "scheme 'synthetic/1'" in result.message
+    assert "export the bundle again" in result.message
+    from fixtures.subjects import SubjectFactory
+
+    factory = SubjectFactory(cache=None, weights_path=None, seed=0, device="cpu",  # type: ignore[arg-type]
+                             progress=lambda m: None)
+    with pytest.raises(Exception, match="synthetic/1"):
+        factory.reference_for(open_bundle(bundle))
+
+
+@pytest.mark.parametrize(("key", "value", "expected"), [
+    ("eot_id", 49406, "EOT id 49406 is not the largest id"),
+    ("bpe_sha256", "0" * 64, "bpe_sha256"),
+])
+def test_tokenizer_record_is_checked(bundle, key, value, expected):
+    _edit(bundle, lambda m: m["tokenizer"].update({key: value}))
+    result = check_bundle_integrity(bundle)
+    assert not result.passed and expected in result.message
