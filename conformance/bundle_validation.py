@@ -14,8 +14,8 @@ import onnx
 from onnx.external_data_helper import ExternalDataInfo, uses_external_data
 
 from conformance import synthetic
-from conformance.bundle import MANIFEST, Bundle
-from conformance.encoders import EncoderKind, expected_dims
+from conformance.bundle import GRAPH_FILES, MANIFEST, Bundle
+from conformance.encoders import EncoderKind, expected_dims, projection_filename
 from conformance.export import graph_metadata
 from conformance.graph import default_opset, graph_inputs
 from conformance.inputs import MEAN, STD
@@ -36,6 +36,8 @@ def file_problems(bundle: Bundle) -> list[str]:
         path = bundle.folder / name
         if PurePosixPath(name).name != name or name in ("", ".", ".."):
             problems.append(f"{name}: a listed file must be a plain name inside the bundle folder")
+        elif path.is_symlink():
+            problems.append(f"{name}: a symbolic link; a bundle holds its files, not links to elsewhere")
         elif not path.is_file():
             problems.append(f"{name}: named in the manifest but missing")
         elif path.stat().st_size != entry["size"]:
@@ -49,6 +51,30 @@ def file_problems(bundle: Bundle) -> list[str]:
     for path in sorted(bundle.folder.iterdir()):
         if path.name != MANIFEST and path.name not in listed:
             problems.append(f"{path.name}: in the bundle folder but not listed in the manifest")
+    return problems + naming_problems(bundle)
+
+
+def naming_problems(bundle: Bundle) -> list[str]:
+    """Users load `image.onnx`, `text.onnx` and `text_projection_{width}_{embed}.npy` by name, so those names
+    are the graphs and the projection the manifest describes, and no listed file goes unused: a manifest
+    cannot point the checks at one file while another ships under the name users open."""
+    problems, used = [], set()
+    for key, graph in bundle.manifest["graphs"].items():
+        try:
+            expected = GRAPH_FILES[EncoderKind(key)]
+        except (KeyError, ValueError):
+            problems.append(f"manifest graph {key!r}: a bundle holds image and text-split graphs only")
+            continue
+        names = [graph.get("file"), *graph.get("files", [])]
+        if graph.get("file") != expected or not set(names) <= {expected, f"{expected}.data"}:
+            problems.append(f"the {key} graph must be {expected} (external data in {expected}.data), "
+                            f"the manifest names {sorted({n for n in names if n})}")
+        projection = graph.get("projection", {}).get("file")
+        if key == str(EncoderKind.TEXT_SPLIT) and projection != projection_filename(bundle.variant):
+            problems.append(f"the projection must be {projection_filename(bundle.variant)}, the manifest names "
+                            f"{projection!r}")
+        used |= {n for n in [*names, projection] if n}
+    problems += [f"{name}: listed in the manifest but used by no graph" for name in sorted(set(_listed(bundle)) - used)]
     return problems
 
 

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from conformance.clipcompat import clip
 from conformance.encoders import EncoderKind
-from conformance.tokenizer import EOT_TEXT
+from conformance.tokenizer import EOT_TEXT, decoded
 from conformance.variants import Variant
 
 # CLIP's preprocessing constants: images are fed normalised, as `clip.load`'s transform leaves them.
@@ -37,6 +37,12 @@ _SUBJECTS = ("dog", "cat", "car", "bicycle", "tree", "house", "bird", "boat", "c
 _GENERATED = len(_STYLES) * len(_ADJECTIVES) * len(_SUBJECTS)
 
 _LONG = " ".join(["a very long caption that keeps going"] * 20)
+_WORDS = ("a", "photo", "of", "the", "dog", "on", "red", "grass")  # one token each
+
+
+def _words(count: int) -> str:
+    return " ".join(_WORDS[i % len(_WORDS)] for i in range(count))
+
 EDGE_TEXTS: dict[str, list[str]] = {
     "empty": [""],
     "full-context": [_LONG],  # truncated to the whole context, so EOT sits in the last position
@@ -47,9 +53,13 @@ EDGE_TEXTS: dict[str, list[str]] = {
     "76-tokens": [" ".join(["a"] * 74)],
     "77-tokens": [" ".join(["a"] * 75)],
     "over-context": [" ".join(["a"] * 200)],  # truncated: EOT replaces the 77th id
+    # EOT at positions 17, 32, 46, 60 and 73: the middle of the context, which prompts rarely reach.
+    "mid-lengths": [_words(n) for n in (16, 31, 45, 59, 72)],
+    # The vocabulary's upper part (ids up to 49405): a pruned or clamped embedding table shows only here.
+    "rare-tokens": [decoded(range(36000, 49406, 311)), decoded(range(20000, 36000, 333))],
 }
 
-DRAWN_BATCH_MAX = 24  # Hypothesis-drawn batch sizes: each drawn size is compared row by row
+DRAWN_BATCH_MAX = 48  # Hypothesis-drawn batch sizes (within the cost cap): compared row by row
 
 
 def prompt(index: int) -> str:

@@ -26,6 +26,11 @@ SOT: int = _tokenizer().encoder[SOT_TEXT]
 EOT: int = _tokenizer().encoder[EOT_TEXT]
 
 
+def decoded(ids: range) -> str:
+    """Text made of the given vocabulary entries (most re-tokenize to the same ids)."""
+    return "".join(_tokenizer().decoder[i].replace("</w>", " ") for i in ids).strip()
+
+
 @cache
 def vocabulary_sha256() -> str:
     return hashlib.sha256(Path(clip.simple_tokenizer.default_bpe()).read_bytes()).hexdigest()

@@ -64,7 +64,8 @@ def export_seed_recipe(model: torch.nn.Module, variant: Variant, folder: Path, e
 def slow_down(artifact: Artifact, folder: Path, width: int = 2048, repeats: int = 24) -> Artifact:
     """A copy whose graph adds an expensive subgraph that changes nothing: output + 0 * f(input).
 
-    ORT cannot fold it away (0 * x is not 0 for NaN/inf), so every run pays `repeats` matmuls per item.
+    ORT cannot fold it away (0 * x is not 0 for NaN/inf), so every run pays `repeats` [width x width]
+    matmuls per item. f first reduces each input to one number, so the extra weights stay small.
     """
     import numpy as np
     import onnx
@@ -74,21 +75,22 @@ def slow_down(artifact: Artifact, folder: Path, width: int = 2048, repeats: int 
     model = onnx.load(str(slowed.onnx_path))
     graph = model.graph
     source, sink = graph.input[0].name, graph.output[0].name
-    for node in graph.node:
-        node.output[:] = ["raw_output" if name == sink else name for name in node.output]
-    features = int(np.prod([d.dim_value for d in graph.input[0].type.tensor_type.shape.dim[1:]]))
+    raw = _rewire_output(model, sink)
     rng = np.random.default_rng(0)
     graph.initializer.extend([
-        numpy_helper.from_array((rng.standard_normal((features, width)) * 0.01).astype(np.float32), "slow_w_in"),
-        numpy_helper.from_array((rng.standard_normal((width, width)) * 0.01).astype(np.float32), "slow_w"),
+        numpy_helper.from_array(rng.standard_normal((1, width)).astype(np.float32), "slow_w_in"),
+        numpy_helper.from_array((rng.standard_normal((width, width)) * width**-0.5).astype(np.float32), "slow_w"),
         numpy_helper.from_array(np.array(0.0, dtype=np.float32), "slow_zero"),
+        numpy_helper.from_array(np.array([1], dtype=np.int64), "slow_axes"),
     ])
     nodes = [helper.make_node("Flatten", [source], ["slow_flat"], axis=1),
-             helper.make_node("MatMul", ["slow_flat", "slow_w_in"], ["slow_0"])]
+             helper.make_node("Cast", ["slow_flat"], ["slow_float"], to=onnx.TensorProto.FLOAT),
+             helper.make_node("ReduceMean", ["slow_float", "slow_axes"], ["slow_mean"], keepdims=1),
+             helper.make_node("MatMul", ["slow_mean", "slow_w_in"], ["slow_0"])]
     nodes += [helper.make_node("MatMul", [f"slow_{i}", "slow_w"], [f"slow_{i + 1}"]) for i in range(repeats)]
     nodes += [helper.make_node("ReduceSum", [f"slow_{repeats}"], ["slow_sum"], keepdims=1),
               helper.make_node("Mul", ["slow_sum", "slow_zero"], ["slow_nothing"]),
-              helper.make_node("Add", ["raw_output", "slow_nothing"], [sink])]
+              helper.make_node("Add", [raw, "slow_nothing"], [sink])]
     graph.node.extend(nodes)
     onnx.save(model, str(slowed.onnx_path))
     slowed.files = {p.name: p.stat().st_size for p in folder.iterdir() if p.name != "artifact.json"}
@@ -174,5 +176,93 @@ def slow_down_by(artifact: Artifact, folder: Path, factor: float, x) -> Artifact
     base = _median_seconds(artifact, x)
     probe = slow_down(artifact, folder / "probe", width=1024, repeats=probe_repeats)
     per_repeat = max((_median_seconds(probe, x) - base) / probe_repeats, 1e-7)
+    shutil.rmtree(folder / "probe")
     repeats = max(1, round((factor - 1) * base / per_repeat))
     return slow_down(artifact, folder / "slowed", width=1024, repeats=repeats)
+
+
+def _edit_graph(artifact: Artifact, folder: Path, edit) -> Artifact:
+    """A copy of the artifact whose graph `edit(model)` changes in place."""
+    import onnx
+
+    broken = copy_artifact(artifact, folder)
+    model = onnx.load(str(broken.onnx_path), load_external_data=False)
+    edit(model)
+    onnx.save(model, str(broken.onnx_path))
+    broken.files = {p.name: p.stat().st_size for p in folder.iterdir() if p.name != "artifact.json"}
+    return broken
+
+
+def _const(name: str, value, dtype):
+    import numpy as np
+    from onnx import numpy_helper
+
+    return numpy_helper.from_array(np.array(value, dtype=dtype), name)
+
+
+def batch_not_in_shift(artifact: Artifact, folder: Path, keep: tuple[int, ...], delta: float = 0.05) -> Artifact:
+    """output + delta unless the batch size is one of `keep`: consistent across rows at every other size."""
+    import numpy as np
+    import onnx
+    from onnx import helper
+
+    def edit(model) -> None:
+        source, sink = model.graph.input[0].name, model.graph.output[0].name
+        raw = _rewire_output(model, sink)
+        model.graph.initializer.extend([_const("k_keep", list(keep), np.int64), _const("k_delta", delta, np.float32),
+                                        _const("k_one", 1.0, np.float32), _const("k_0", [0], np.int64),
+                                        _const("k_1", [1], np.int64)])
+        model.graph.node.extend([
+            helper.make_node("Shape", [source], ["k_shape"]),
+            helper.make_node("Slice", ["k_shape", "k_0", "k_1"], ["k_batch"]),
+            helper.make_node("Equal", ["k_batch", "k_keep"], ["k_eq"]),
+            helper.make_node("Cast", ["k_eq"], ["k_eqf"], to=onnx.TensorProto.FLOAT),
+            helper.make_node("ReduceMax", ["k_eqf"], ["k_any"], keepdims=0),
+            helper.make_node("Sub", ["k_one", "k_any"], ["k_wrong"]),
+            helper.make_node("Mul", ["k_wrong", "k_delta"], ["k_add"]),
+            helper.make_node("Add", [raw, "k_add"], [sink]),
+        ])
+
+    return _edit_graph(artifact, folder, edit)
+
+
+def _shift_where(model, tensor: str, low: int, high: int, shift: int, dtype, prefix: str) -> None:
+    """Replace `tensor` wherever it is consumed by `tensor + shift` where low <= tensor <= high."""
+    from onnx import helper
+
+    out = f"{prefix}_out"
+    for node in model.graph.node:
+        node.input[:] = [out if name == tensor else name for name in node.input]
+    model.graph.initializer.extend([_const(f"{prefix}_lo", low - 1, dtype), _const(f"{prefix}_hi", high + 1, dtype),
+                                    _const(f"{prefix}_sh", shift, dtype)])
+    nodes = [helper.make_node("Greater", [tensor, f"{prefix}_lo"], [f"{prefix}_a"]),
+             helper.make_node("Less", [tensor, f"{prefix}_hi"], [f"{prefix}_b"]),
+             helper.make_node("And", [f"{prefix}_a", f"{prefix}_b"], [f"{prefix}_m"]),
+             helper.make_node("Add", [tensor, f"{prefix}_sh"], [f"{prefix}_s"]),
+             helper.make_node("Where", [f"{prefix}_m", f"{prefix}_s", tensor], [out])]
+    producers = [i for i, node in enumerate(model.graph.node) if tensor in node.output]
+    at = producers[0] + 1 if producers else 0
+    for offset, node in enumerate(nodes):
+        model.graph.node.insert(at + offset, node)
+
+
+def shift_argmax_mid_context(artifact: Artifact, folder: Path) -> Artifact:
+    """text-full pooling position EOT-1 whenever EOT sits at positions 16 to 74."""
+    import numpy as np
+
+    def edit(model) -> None:
+        argmax = next(node for node in model.graph.node if node.op_type == "ArgMax")
+        _shift_where(model, argmax.output[0], 16, 74, -1, np.int64, "mid")
+
+    return _edit_graph(artifact, folder, edit)
+
+
+def shift_high_token_ids(artifact: Artifact, folder: Path) -> Artifact:
+    """text-split embedding every id from 36000 up (but EOT) one row early, as a clamped table would."""
+    import numpy as np
+
+    def edit(model) -> None:
+        source = model.graph.input[0].name
+        _shift_where(model, source, 36000, 49405, -1, np.int32, "rare")
+
+    return _edit_graph(artifact, folder, edit)

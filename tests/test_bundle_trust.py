@@ -139,3 +139,39 @@ def test_tokenizer_record_is_checked(bundle, key, value, expected):
     _edit(bundle, lambda m: m["tokenizer"].update({key: value}))
     result = check_bundle_integrity(bundle)
     assert not result.passed and expected in result.message
+
+
+def test_graph_entry_pointing_away_from_the_file_users_load_fails(bundle):
+    """image.onnx ships (listed, hashed, broken); the manifest points the checks at a good copy."""
+    shutil.copyfile(bundle / "image.onnx", bundle / "image.fp32.onnx")
+    (bundle / "image.onnx").write_bytes(b"not the graph that was checked")
+
+    def redirect(m: dict) -> None:
+        m["graphs"]["image"].update(file="image.fp32.onnx", files=["image.fp32.onnx", "image.onnx.data"])
+        m["files"].append({"name": "image.fp32.onnx", "size": 0, "sha256": ""})
+
+    _edit(bundle, redirect)
+    result = check_bundle_integrity(bundle)
+    assert not result.passed and "the image graph must be image.onnx" in result.message
+    assert "image.onnx: listed in the manifest but used by no graph" in result.message
+
+
+def test_projection_under_another_name_fails(bundle):
+    shutil.copyfile(bundle / "text_projection_64_96.npy", bundle / "projection.npy")
+
+    def redirect(m: dict) -> None:
+        m["graphs"]["text-split"]["projection"]["file"] = "projection.npy"
+        m["files"].append({"name": "projection.npy", "size": 0, "sha256": ""})
+
+    _edit(bundle, redirect)
+    result = check_bundle_integrity(bundle)
+    assert not result.passed and "the projection must be text_projection_64_96.npy" in result.message
+
+
+def test_symlinked_files_fail(bundle, tmp_path):
+    """A tar of the folder would ship a dangling link: the bundle must hold the files themselves."""
+    elsewhere = tmp_path / "elsewhere.npy"
+    shutil.move(bundle / "text_projection_64_96.npy", elsewhere)
+    (bundle / "text_projection_64_96.npy").symlink_to(elsewhere)
+    result = check_bundle_integrity(bundle)
+    assert not result.passed and "text_projection_64_96.npy: a symbolic link" in result.message

@@ -7,6 +7,7 @@ import torch
 
 from conformance import inputs
 from conformance.artifact import Artifact
+from conformance.checks.batch import single_outputs
 from conformance.encoders import EncoderKind, project_text
 from conformance.numerics import Tolerance, compare, nonfinite_problem
 from conformance.results import CheckResult, error_line, failed, verdict
@@ -17,12 +18,14 @@ CHECK = "parity"
 CHECK_ZERO_SHOT = "zero_shot"
 # Item offsets: parity and zero-shot use other items than the batch checks (which start at item 0).
 PARITY_ITEMS, ZERO_SHOT_ITEMS = 1000, 2000
+SINGLES = 3  # batch-1 outputs of the batch checks' first items, compared with torch too
 
 
 def parity_inputs(variant: Variant, encoder: EncoderKind, batch: int) -> np.ndarray:
     if encoder == EncoderKind.IMAGE:
         return inputs.images(variant, batch, offset=PARITY_ITEMS)
-    texts = inputs.prompts(batch, offset=PARITY_ITEMS) + inputs.EDGE_TEXTS["mixed-lengths"]
+    texts = [*inputs.prompts(batch, offset=PARITY_ITEMS), *inputs.EDGE_TEXTS["mixed-lengths"],
+             *inputs.EDGE_TEXTS["mid-lengths"], *inputs.EDGE_TEXTS["rare-tokens"]]
     return inputs.tokens(texts, variant)
 
 
@@ -36,7 +39,16 @@ def check_parity(artifact: Artifact, model: torch.nn.Module, variant: Variant, t
         return failed(CHECK, f"onnxruntime failed: {error_line(exc)}")
     comparison = compare(actual, run_torch(model, artifact.encoder, x), tol, "onnx vs torch")
     figures = {"batch": int(x.shape[0]), **comparison.figures, "tolerance": tol.to_dict()}
-    return verdict(CHECK, comparison.problems, figures)
+    # The batch checks compare every batch size with the graph's own batch-1 outputs; those are compared
+    # with torch here, so a graph right only at the batch size above cannot pass.
+    try:
+        singles = single_outputs(artifact, variant, SINGLES)
+    except Exception as exc:  # noqa: BLE001
+        return failed(CHECK, f"onnxruntime failed at batch 1: {error_line(exc)}", **figures)
+    expected = run_torch(model, artifact.encoder, inputs.batch_for(variant, artifact.encoder, SINGLES))
+    at_one = compare(singles, expected, tol, "onnx at batch 1 vs torch")
+    figures["batch1_max_abs_err"] = at_one.figures.get("max_abs_err")
+    return verdict(CHECK, comparison.problems + at_one.problems, figures)
 
 
 def _normalise(x: np.ndarray) -> np.ndarray:

@@ -18,7 +18,8 @@ CHECK_FILE = "projection_file"
 CHECK_ROUNDTRIP = "projection_roundtrip"
 CHECK_TOKENS = "token_dtype"
 CHECK_SPLIT_FULL = "split_vs_full"
-SPLIT_FULL_CASES = ("mixed-lengths", "eot-in-text", "76-tokens", "77-tokens", "over-context")
+SPLIT_FULL_CASES = ("mixed-lengths", "eot-in-text", "76-tokens", "77-tokens", "over-context", "mid-lengths",
+                    "rare-tokens")
 
 
 def load_projection(artifact: Artifact) -> np.ndarray:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -45,10 +46,28 @@ def external_data_problems(model: onnx.ModelProto, folder: Path) -> list[str]:
     return problems
 
 
+def all_nodes(model: onnx.ModelProto) -> Iterator[onnx.NodeProto]:
+    """Every node: the main graph's, those in subgraphs (If, Loop, Scan bodies) and in model-local functions."""
+    def walk(nodes: Iterable[onnx.NodeProto]) -> Iterator[onnx.NodeProto]:
+        for node in nodes:
+            yield node
+            for attribute in node.attribute:
+                for graph in [attribute.g] if attribute.HasField("g") else list(attribute.graphs):
+                    yield from walk(graph.node)
+
+    yield from walk(model.graph.node)
+    for function in model.functions:
+        yield from walk(function.node)
+
+
+def _local_functions(model: onnx.ModelProto) -> set[tuple[str, str]]:
+    return {(f.domain, f.name) for f in model.functions}
+
+
 def unknown_operator_problems(model: onnx.ModelProto, opset: int) -> list[str]:
     """Operators in the standard domain must have a schema at the imported opset (since_version <= opset)."""
     problems: set[str] = set()
-    for node in model.graph.node:
+    for node in all_nodes(model):
         if node.domain not in STANDARD_DOMAINS:
             continue
         try:
@@ -59,11 +78,14 @@ def unknown_operator_problems(model: onnx.ModelProto, opset: int) -> list[str]:
 
 
 def domain_problems(model: onnx.ModelProto) -> list[str]:
-    local = {f.domain for f in model.functions}
+    """Only standard ONNX operators, anywhere: a non-standard op runs in onnxruntime and nowhere else. A call
+    of a model-local function is allowed; a function's domain does not excuse other ops in that domain."""
+    local = _local_functions(model)
+    unexpected = sorted({f"{node.domain}.{node.op_type}" for node in all_nodes(model)
+                         if node.domain not in STANDARD_DOMAINS and (node.domain, node.op_type) not in local})
+    problems = [f"unexpected operator {name} (not a standard ONNX operator)" for name in unexpected]
     imported = {entry.domain for entry in model.opset_import}
     used = {node.domain for node in model.graph.node}
-    unexpected = sorted(used - STANDARD_DOMAINS - local)
-    problems = [f"unexpected operator domain {d!r}" for d in unexpected]
     problems += [f"domain {d!r} is used but not imported" for d in sorted(used - imported - {"ai.onnx"} - {""})]
     return problems
 
@@ -104,7 +126,7 @@ def check_opset_validity(artifact: Artifact, expected_opset: int | None = None) 
         return failed(CHECK, str(exc))
     opset = default_opset(model)
     figures = {"opset_import": opset, "ir_version": model.ir_version, "nodes": len(model.graph.node),
-               "domains": sorted({n.domain or "ai.onnx" for n in model.graph.node}),
+               "domains": sorted({n.domain or "ai.onnx" for n in all_nodes(model)}),
                "external_data": any(uses_external_data(t) for t in model.graph.initializer)}
     problems = external_data_problems(model, artifact.onnx_path.parent)
     problems += _version_problems(model, opset, expected_opset)
