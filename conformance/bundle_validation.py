@@ -14,10 +14,11 @@ import onnx
 from onnx.external_data_helper import ExternalDataInfo, uses_external_data
 
 from conformance import synthetic
+from conformance.artifact import ArtifactError
 from conformance.bundle import GRAPH_FILES, MANIFEST, Bundle
 from conformance.encoders import EncoderKind, expected_dims, projection_filename
 from conformance.export import graph_metadata
-from conformance.graph import default_opset, graph_inputs
+from conformance.graph import default_opset, graph_inputs, load_structure
 from conformance.inputs import MEAN, STD
 from conformance.tokenizer import preprocessing_record, tokenizer_problems
 from conformance.weights import WeightsError, find_checkpoint, sha256_of
@@ -87,27 +88,33 @@ def _location_problem(location: str, graph: dict[str, Any], listed: dict[str, An
     return None
 
 
-def external_data_problems(bundle: Bundle) -> list[str]:
+Graphs = dict[str, onnx.ModelProto]  # manifest graph key -> the graph's structure, without its weights
+
+
+def load_graphs(bundle: Bundle) -> tuple[Graphs, list[str]]:
+    """Each graph read once (structure only), for the rules below to share; and the ones that cannot be read."""
+    graphs: Graphs = {}
+    problems = []
+    for key in bundle.manifest["graphs"]:
+        try:
+            graphs[key] = load_structure(bundle.artifact(EncoderKind(key)))
+        except ArtifactError as exc:
+            problems.append(str(exc))
+    return graphs, problems
+
+
+def external_data_problems(bundle: Bundle, graphs: Graphs) -> list[str]:
     """Every external-data `location` inside each graph is a listed file of that graph, in the bundle folder."""
     problems: set[str] = set()
     listed = _listed(bundle)
-    for graph in bundle.manifest["graphs"].values():
-        model = _graph(bundle, graph)
-        if model is None:
-            continue
+    for key, model in graphs.items():
+        graph = bundle.manifest["graphs"][key]
         for tensor in model.graph.initializer:
             if uses_external_data(tensor):
                 problem = _location_problem(ExternalDataInfo(tensor).location, graph, listed)
                 if problem:
                     problems.add(problem)
     return sorted(problems)
-
-
-def _graph(bundle: Bundle, graph: dict[str, Any]) -> onnx.ModelProto | None:
-    try:
-        return onnx.load(str(bundle.folder / graph["file"]), load_external_data=False)
-    except Exception:  # noqa: BLE001 - unreadable graphs are reported by the file and validity checks
-        return None
 
 
 def contract_problems(bundle: Bundle) -> list[str]:
@@ -131,15 +138,13 @@ def contract_problems(bundle: Bundle) -> list[str]:
     return problems
 
 
-def claims_vs_graphs_problems(bundle: Bundle) -> list[str]:
+def claims_vs_graphs_problems(bundle: Bundle, graphs: Graphs) -> list[str]:
     """exporter, precision, opset, variant, encoder and token dtype, as the manifest says, are what each graph
     records about itself (metadata stamped at export, its opset import, its input dtype)."""
     problems = []
     m = bundle.manifest
-    for key, graph in m["graphs"].items():
-        model = _graph(bundle, graph)
-        if model is None:
-            continue
+    for key, model in graphs.items():
+        graph = m["graphs"][key]
         stamped = graph_metadata(model)
         if not stamped:
             problems.append(f"{graph['file']}: carries no clip_conformance metadata (not made by this suite's export)")

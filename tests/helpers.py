@@ -123,25 +123,23 @@ def poison_output(artifact: Artifact, folder: Path, mode: str) -> Artifact:
     (so only some elements and rows are hit, as an fp16 overflow would do)."""
     import numpy as np
     import onnx
-    from onnx import helper, numpy_helper
+    from onnx import helper
 
-    broken = copy_artifact(artifact, folder)
-    model = onnx.load(str(broken.onnx_path), load_external_data=False)
-    sink = model.graph.output[0].name
-    raw = _rewire_output(model, sink)
-    if mode == "nan":
-        model.graph.initializer.append(numpy_helper.from_array(np.array(np.nan, dtype=np.float32), "poison"))
-        model.graph.node.append(helper.make_node("Add", [raw, "poison"], [sink]))
-    else:
-        model.graph.initializer.append(numpy_helper.from_array(np.array(0.0, dtype=np.float32), "poison_zero"))
+    def edit(model) -> None:
+        sink = model.graph.output[0].name
+        raw = _rewire_output(model, sink)
+        if mode == "nan":
+            model.graph.initializer.append(_const("poison", np.nan, np.float32))
+            model.graph.node.append(helper.make_node("Add", [raw, "poison"], [sink]))
+            return
+        model.graph.initializer.append(_const("poison_zero", 0.0, np.float32))
         model.graph.node.extend([
             helper.make_node("Greater", [raw, "poison_zero"], ["poison_keep"]),
             helper.make_node("Cast", ["poison_keep"], ["poison_div"], to=onnx.TensorProto.FLOAT),
             helper.make_node("Div", [raw, "poison_div"], [sink]),
         ])
-    onnx.save(model, str(broken.onnx_path))
-    broken.files = {p.name: p.stat().st_size for p in folder.iterdir() if p.name != "artifact.json"}
-    return broken
+
+    return edit_graph(artifact, folder, edit)
 
 
 class VisualWrapper(torch.nn.Module):
@@ -223,7 +221,7 @@ def slow_down_by(artifact: Artifact, folder: Path, factor: float, x, width: int 
     return slowed, achieved
 
 
-def _edit_graph(artifact: Artifact, folder: Path, edit) -> Artifact:
+def edit_graph(artifact: Artifact, folder: Path, edit) -> Artifact:
     """A copy of the artifact whose graph `edit(model)` changes in place."""
     import onnx
 
@@ -265,7 +263,7 @@ def batch_not_in_shift(artifact: Artifact, folder: Path, keep: tuple[int, ...], 
             helper.make_node("Add", [raw, "k_add"], [sink]),
         ])
 
-    return _edit_graph(artifact, folder, edit)
+    return edit_graph(artifact, folder, edit)
 
 
 def _shift_where(model, tensor: str, low: int, high: int, shift: int, dtype, prefix: str) -> None:
@@ -296,7 +294,7 @@ def shift_argmax_mid_context(artifact: Artifact, folder: Path) -> Artifact:
         argmax = next(node for node in model.graph.node if node.op_type == "ArgMax")
         _shift_where(model, argmax.output[0], 16, 74, -1, np.int64, "mid")
 
-    return _edit_graph(artifact, folder, edit)
+    return edit_graph(artifact, folder, edit)
 
 
 def shift_high_token_ids(artifact: Artifact, folder: Path) -> Artifact:
@@ -307,4 +305,4 @@ def shift_high_token_ids(artifact: Artifact, folder: Path) -> Artifact:
         source = model.graph.input[0].name
         _shift_where(model, source, 36000, 49405, -1, np.int32, "rare")
 
-    return _edit_graph(artifact, folder, edit)
+    return edit_graph(artifact, folder, edit)

@@ -161,17 +161,17 @@ def _last_eot_wins(artifact, folder):
     """The text-full graph with ArgMax picking the *last* maximum: right for every text with one EOT."""
     import onnx
 
-    broken = copy_artifact(artifact, folder)
-    model = onnx.load(str(broken.onnx_path))
-    argmaxes = [n for n in model.graph.node if n.op_type == "ArgMax"]
-    assert argmaxes
-    for node in argmaxes:
-        kept = [a for a in node.attribute if a.name != "select_last_index"]
-        del node.attribute[:]
-        node.attribute.extend([*kept, onnx.helper.make_attribute("select_last_index", 1)])
-    onnx.save(model, str(broken.onnx_path))
-    broken.files = {p.name: p.stat().st_size for p in folder.iterdir() if p.name != "artifact.json"}
-    return broken
+    from tests.helpers import edit_graph
+
+    def edit(model) -> None:
+        argmaxes = [n for n in model.graph.node if n.op_type == "ArgMax"]
+        assert argmaxes
+        for node in argmaxes:
+            kept = [a for a in node.attribute if a.name != "select_last_index"]
+            del node.attribute[:]
+            node.attribute.extend([*kept, onnx.helper.make_attribute("select_last_index", 1)])
+
+    return edit_graph(artifact, folder, edit)
 
 
 def test_last_eot_wins_graph_fails_split_vs_full(tiny_cache, tmp_path):

@@ -5,29 +5,22 @@ from __future__ import annotations
 from pathlib import Path
 
 from conformance import bundle_validation as rules
-from conformance.artifact import ArtifactError
 from conformance.bundle import Bundle, BundleError, open_bundle
 from conformance.encoders import EncoderKind
-from conformance.graph import graph_inputs, graph_outputs, load_structure
+from conformance.graph import graph_inputs, graph_outputs
 from conformance.results import CheckResult, failed, verdict
 
 CHECK = "bundle_integrity"
 
 
-def _graph_vs_manifest(bundle: Bundle) -> list[str]:
+def _graph_vs_manifest(bundle: Bundle, graphs: rules.Graphs) -> list[str]:
     problems = []
-    for kind in bundle.encoders():
-        artifact = bundle.artifact(kind)
-        entry = bundle.manifest["graphs"][str(kind)]
-        try:
-            model = load_structure(artifact)
-        except ArtifactError as exc:
-            problems.append(str(exc))
-            continue
+    for key, model in graphs.items():
+        entry = bundle.manifest["graphs"][key]
         actual = ([s.name, s.elem_type, list(s.dims)] for s in [*graph_inputs(model), *graph_outputs(model)])
         recorded = ([s["name"], s["dtype"], s["shape"]] for s in [*entry["inputs"], *entry["outputs"]])
         if list(actual) != list(recorded):
-            problems.append(f"{artifact.onnx_file}: the graph's inputs/outputs differ from the manifest's record")
+            problems.append(f"{entry['file']}: the graph's inputs/outputs differ from the manifest's record")
     return problems
 
 
@@ -45,8 +38,9 @@ def check_bundle_integrity(folder: Path, weights: Path | None = None) -> CheckRe
                "provenance": bundle.manifest["provenance"]}
     problems = rules.file_problems(bundle) + rules.contract_problems(bundle)
     if not problems:
-        problems = rules.external_data_problems(bundle) + _graph_vs_manifest(bundle)
-        problems += rules.claims_vs_graphs_problems(bundle)
+        graphs, problems = rules.load_graphs(bundle)
+        problems += rules.external_data_problems(bundle, graphs) + _graph_vs_manifest(bundle, graphs)
+        problems += rules.claims_vs_graphs_problems(bundle, graphs)
     problems += rules.provenance_problems(bundle) + rules.weights_problems(bundle, weights)
     problems += rules.record_problems(bundle)
     if EncoderKind.IMAGE not in bundle.encoders() or EncoderKind.TEXT_SPLIT not in bundle.encoders():

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from conformance.artifact import Artifact, ArtifactError
 from conformance.encoders import EncoderKind, expected_dims
+from conformance.export import TOKEN_DTYPES
 from conformance.graph import TensorSignature, graph_inputs, graph_outputs, load_structure
 from conformance.results import CheckResult, failed, verdict
 from conformance.variants import Variant
 
 CHECK = "contract"
-TOKEN_DTYPES = ("int32", "int64")
 
 
 def _tensor_problems(sig: TensorSignature, role: str, name: str, dtypes: tuple[str, ...],
