@@ -13,7 +13,7 @@ import torch
 from conformance import synthetic
 from conformance.architecture import architecture_mismatch
 from conformance.clipcompat import clip
-from conformance.results import first_line
+from conformance.results import error_line
 from conformance.variants import Variant
 
 DEFAULT_CACHE = Path("~/.cache/clip").expanduser()
@@ -112,14 +112,17 @@ def build_from_state_dict(state_dict: dict[str, torch.Tensor]) -> torch.nn.Modul
     return model.eval()
 
 
+def _unreadable(path: Path, exc: Exception) -> WeightsError:
+    return WeightsError(f"{path} could not be loaded as a CLIP checkpoint: {error_line(exc)}")
+
+
 def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     if not zipfile.is_zipfile(path):
         raise WeightsError(f"{path} is not a PyTorch checkpoint (not a zip archive: truncated or corrupt?)")
     try:
         return _state_dict_of(path)
     except Exception as exc:  # noqa: BLE001 - any reader failure is a bad file, reported in one line
-        raise WeightsError(f"{path} could not be loaded as a CLIP checkpoint: {type(exc).__name__}: "
-                           f"{first_line(exc)}") from None
+        raise _unreadable(path, exc) from None
 
 
 def _check_architecture(state_dict: dict[str, torch.Tensor], variant: Variant, path: Path) -> None:
@@ -135,8 +138,7 @@ def _build(state_dict: dict[str, torch.Tensor], path: Path) -> torch.nn.Module:
     try:
         return build_from_state_dict(state_dict)
     except Exception as exc:  # noqa: BLE001
-        raise WeightsError(f"{path} could not be loaded as a CLIP checkpoint: {type(exc).__name__}: "
-                           f"{first_line(exc)}") from None
+        raise _unreadable(path, exc) from None
 
 
 def load_checkpoint(variant: Variant, path: Path) -> LoadedModel:
