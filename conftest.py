@@ -1,1 +1,2 @@
-pytest_plugins = ["fixtures.plugin"]
+# fixtures.options is also an installed entry point (pyproject): listed here too for runs without the install.
+pytest_plugins = ["fixtures.options", "fixtures.plugin", "fixtures.xdist"]

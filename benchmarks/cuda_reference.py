@@ -36,9 +36,11 @@ def main(names: list[str]) -> None:
             cpu = _run(variant, encoder, x, "cpu", fp16=False)
             for label, fp16 in (("cuda fp32", False), ("cuda fp16", True)):
                 f = error_figures(_run(variant, encoder, x, "cuda", fp16), cpu)
-                print(f"{variant.name:>15} {encoder!s:>10} {label}: max abs {f['max_abs_err']:.3g} "
-                      f"(ref max {f['ref_max_abs']:.3g}), min cosine {f['min_cosine']:.7f}, "
-                      f"non-finite {f['nonfinite_output']}")
+                print(
+                    f"{variant.name:>15} {encoder!s:>10} {label}: max abs {f['max_abs_err']:.3g} "
+                    f"(ref max {f['ref_max_abs']:.3g}), min cosine {f['min_cosine']:.7f}, "
+                    f"non-finite {f['nonfinite_output']}"
+                )
 
 
 if __name__ == "__main__":

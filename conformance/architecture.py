@@ -18,13 +18,19 @@ def _vision(state_dict: Mapping[str, torch.Tensor]) -> dict[str, Any]:
     if "visual.proj" in state_dict:
         conv = state_dict["visual.conv1.weight"]
         grid = round((state_dict["visual.positional_embedding"].shape[0] - 1) ** 0.5)
-        return {"vision_width": conv.shape[0], "vision_patch_size": conv.shape[-1],
-                "vision_layers": _count(state_dict, "visual.transformer.resblocks.", 3),
-                "image_resolution": conv.shape[-1] * grid}
+        return {
+            "vision_width": conv.shape[0],
+            "vision_patch_size": conv.shape[-1],
+            "vision_layers": _count(state_dict, "visual.transformer.resblocks.", 3),
+            "image_resolution": conv.shape[-1] * grid,
+        }
     grid = round((state_dict["visual.attnpool.positional_embedding"].shape[0] - 1) ** 0.5)
-    return {"vision_width": state_dict["visual.layer1.0.conv1.weight"].shape[0], "vision_patch_size": None,
-            "vision_layers": tuple(_count(state_dict, f"visual.layer{b}.", 2) for b in (1, 2, 3, 4)),
-            "image_resolution": grid * 32}
+    return {
+        "vision_width": state_dict["visual.layer1.0.conv1.weight"].shape[0],
+        "vision_patch_size": None,
+        "vision_layers": tuple(_count(state_dict, f"visual.layer{b}.", 2) for b in (1, 2, 3, 4)),
+        "image_resolution": grid * 32,
+    }
 
 
 def architecture_of(state_dict: Mapping[str, torch.Tensor]) -> dict[str, Any]:

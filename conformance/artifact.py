@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from conformance import atomic
+from conformance.case import Case
 from conformance.encoders import INPUT_NAME, OUTPUT_NAME, EncoderKind
+from conformance.variants import Variant
 from conformance.weights import Provenance
 
 
@@ -18,18 +20,26 @@ class ArtifactError(RuntimeError):
 @dataclass
 class Artifact:
     folder: Path
-    variant: str
-    encoder: EncoderKind
-    exporter: str
-    opset: int
-    precision: str
+    case: Case  # with its encoder set
     provenance: Provenance
     token_dtype: str | None
     projection_file: str | None
     files: dict[str, int] = field(default_factory=dict)  # file name -> size in bytes
     export_seconds: float | None = None
-    source: str = "export"  # "export" or "bundle"
     onnx_file: str = "model.onnx"
+
+    @property
+    def variant(self) -> Variant:
+        return self.case.variant
+
+    @property
+    def encoder(self) -> EncoderKind:
+        assert self.case.encoder is not None, "an artifact is one encoder's graph"
+        return self.case.encoder
+
+    @property
+    def source(self) -> str:
+        return "bundle" if self.case.bundle else "export"
 
     @property
     def onnx_path(self) -> Path:
@@ -53,7 +63,7 @@ class Artifact:
 
     @property
     def label(self) -> str:
-        return f"{self.variant} {self.encoder} ({self.exporter}, opset {self.opset}, {self.source})"
+        return f"{self.case.id} ({self.source})"
 
     def verify_sizes(self) -> None:
         for name, size in self.files.items():
@@ -64,11 +74,9 @@ class Artifact:
                 raise ArtifactError(f"{path} has {path.stat().st_size} bytes, expected {size} (truncated?)")
 
     def to_dict(self) -> dict[str, object]:
-        data = asdict(self)
-        data.pop("folder")
-        data["encoder"] = str(self.encoder)
+        data = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("folder", "case")}
         data["provenance"] = self.provenance.to_dict()
-        return data
+        return {"case": self.case.record(), **data, "source": self.source}
 
     def save(self, path: Path) -> None:
         atomic.write_json(path, self.to_dict())
@@ -77,7 +85,8 @@ class Artifact:
     def load(cls, path: Path) -> Artifact:
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
-            data["encoder"] = EncoderKind(data["encoder"])
+            data.pop("source", None)
+            data["case"] = Case.from_record(data["case"])
             data["provenance"] = Provenance.from_dict(data["provenance"])
             return cls(folder=path.parent, **data)
         except (OSError, ValueError, KeyError, TypeError) as exc:

@@ -54,5 +54,16 @@ def read_document(path: Path, schema: str) -> dict[str, Any]:
         raise DocumentError(f"{path} is not valid JSON: {type(exc).__name__}: {exc}") from None
     if not isinstance(doc, dict) or doc.get("schema") != schema:
         found = doc.get("schema") if isinstance(doc, dict) else type(doc).__name__
-        raise DocumentError(f"{path} has schema {found!r}, expected {schema!r}")
+        raise DocumentError(f"{path} has schema {found!r}, expected {schema!r}{_older(found, schema)}")
     return doc
+
+
+def _older(found: object, schema: str) -> str:
+    """Why an earlier version of the same document is refused, and what to do about it."""
+    name = schema.rpartition("/")[0]
+    if not isinstance(found, str) or not found.startswith(f"{name}/") or found == schema:
+        return ""
+    return (
+        f": written by an older version of this suite ({found}), whose records lack the case axes "
+        "(precision, target, shape profile); make it again with this version"
+    )

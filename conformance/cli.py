@@ -9,9 +9,11 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from conformance import atomic, variants, weights
-from conformance.bundle import BundleError, write_bundle
+from conformance.bundle.manifest import BundleError
+from conformance.bundle.write import write_bundle
+from conformance.case import DEFAULT_OPSET, Case, Exporter
 from conformance.encoders import EncoderKind
-from conformance.export import DEFAULT_OPSET, ExportCache, Exporter, ExportError, ExportSpec
+from conformance.export import ExportCache, ExportError, ExportSpec
 from conformance.report import html, schema
 
 # Exit codes of `export`: 0 written, 1 the export failed, 2 bad usage or output folder, 3 bad weights.
@@ -51,8 +53,12 @@ def export_command(args: argparse.Namespace) -> int:
     print(f"{variant.name}: {loaded.provenance.describe()}", flush=True)
     cache = ExportCache(args.export_cache, progress=lambda m: print(m, flush=True))
     try:
-        artifacts = {kind: cache.get(ExportSpec(variant, kind, Exporter(args.exporter), args.opset), loaded.model,
-                                     loaded.provenance) for kind in (EncoderKind.IMAGE, EncoderKind.TEXT_SPLIT)}
+        artifacts = {
+            kind: cache.get(
+                ExportSpec(Case(variant, kind, Exporter(args.exporter), args.opset)), loaded.model, loaded.provenance
+            )
+            for kind in (EncoderKind.IMAGE, EncoderKind.TEXT_SPLIT)
+        }
         write_bundle(args.out, variant, artifacts)
     except ExportError as exc:
         return _error(str(exc), EXPORT_FAILED)
@@ -71,8 +77,10 @@ def merge_command(args: argparse.Namespace) -> int:
     merged = schema.merge(docs)
     atomic.write_json(args.out / "results.json", merged)
     html.write(merged, args.out / "report.html")
-    print(f"merged {len(docs)} shard(s), {len(merged['tests'])} tests, verdict {merged['verdict']} "
-          f"-> {args.out / 'report.html'}")
+    print(
+        f"merged {len(docs)} shard(s), {len(merged['tests'])} tests, verdict {merged['verdict']} "
+        f"-> {args.out / 'report.html'}"
+    )
     return int(merged["exit_status"])
 
 
@@ -86,14 +94,26 @@ def parser() -> argparse.ArgumentParser:
     export = commands.add_parser("export", help="export a variant's image and split text encoders as a bundle")
     export.add_argument("--variant", required=True, help="one of the nine OpenAI variants")
     export.add_argument("--out", type=Path, required=True, help="bundle folder to create (new or empty)")
-    export.add_argument("--weights", type=Path, default=None, help="checkpoint file or folder (default: "
-                        "~/.cache/clip if the official file is there, else synthetic)")
-    export.add_argument("--exporter", choices=[str(e) for e in Exporter], default=str(Exporter.DYNAMO),
-                        help="torch exporter (default: dynamo, torch.onnx.export's default)")
+    export.add_argument(
+        "--weights",
+        type=Path,
+        default=None,
+        help="checkpoint file or folder (default: ~/.cache/clip if the official file is there, else synthetic)",
+    )
+    export.add_argument(
+        "--exporter",
+        choices=[str(e) for e in Exporter],
+        default=str(Exporter.DYNAMO),
+        help="torch exporter (default: dynamo, torch.onnx.export's default)",
+    )
     export.add_argument("--opset", type=int, default=DEFAULT_OPSET, help=f"ONNX opset (default {DEFAULT_OPSET})")
     export.add_argument("--seed", type=int, default=0, help="seed for synthetic weights (default 0)")
-    export.add_argument("--export-cache", type=Path, default=Path(".cache/exports"),
-                        help="export cache shared with pytest runs (default .cache/exports)")
+    export.add_argument(
+        "--export-cache",
+        type=Path,
+        default=Path(".cache/exports"),
+        help="export cache shared with pytest runs (default .cache/exports)",
+    )
     export.set_defaults(run=export_command)
     return root
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import Any
 
 import numpy as np
 import torch
@@ -16,16 +17,21 @@ class EncoderKind(StrEnum):
     TEXT_FULL = "text-full"  # encode_text as is: EOT gather and projection inside the graph
 
 
+# `clip.model.CLIP`. Typed Any: torch types every attribute reached through `Module.__getattr__` as
+# `Tensor | Module`, so `model.encode_image(...)` would not type-check.
+ClipModel = Any
+
 INPUT_NAME = {EncoderKind.IMAGE: "image", EncoderKind.TEXT_SPLIT: "text", EncoderKind.TEXT_FULL: "text"}
 OUTPUT_NAME = "output"
 
 
 class _Wrapper(torch.nn.Module):
-    def __init__(self, model: torch.nn.Module) -> None:
+    def __init__(self, model: ClipModel) -> None:
         super().__init__()
-        self.model = model
-        # A new module defaults to train mode, and the TorchScript exporter restores that mode after export,
-        # which would flip the wrapped CLIP (and RN BatchNorm statistics) too. See NOTES.md.
+        self.model: ClipModel = model
+        # A new module defaults to train mode, and the TorchScript exporter restores the mode it found after
+        # export: a wrapper left in train mode would flip the wrapped CLIP too, and with it the RN BatchNorm
+        # layers, which then normalise by batch statistics and update their running ones.
         self.eval()
 
 
@@ -59,7 +65,7 @@ _WRAPPERS: dict[EncoderKind, type[_Wrapper]] = {
 }
 
 
-def wrap(model: torch.nn.Module, kind: EncoderKind | str) -> torch.nn.Module:
+def wrap(model: ClipModel, kind: EncoderKind | str) -> torch.nn.Module:
     return _WRAPPERS[EncoderKind(kind)](model)
 
 
@@ -79,7 +85,7 @@ def projection_filename(variant: Variant) -> str:
     return f"text_projection_{width}_{embed}.npy"
 
 
-def text_projection(model: torch.nn.Module) -> np.ndarray:
+def text_projection(model: ClipModel) -> np.ndarray:
     return model.text_projection.detach().cpu().numpy()
 
 

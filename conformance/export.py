@@ -12,67 +12,69 @@ import time
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from enum import StrEnum
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
 import torch
 from filelock import FileLock
-from torch.onnx import _constants as onnx_constants
 
 from conformance import atomic
 from conformance.artifact import Artifact, ArtifactError
-from conformance.encoders import INPUT_NAME, OUTPUT_NAME, EncoderKind, projection_filename, text_projection, wrap
+from conformance.case import Case, Exporter
+from conformance.encoders import (
+    INPUT_NAME,
+    OUTPUT_NAME,
+    ClipModel,
+    EncoderKind,
+    projection_filename,
+    text_projection,
+    wrap,
+)
 from conformance.inputs import example_batch
-from conformance.variants import Variant
 from conformance.versions import toolchain
 from conformance.weights import Provenance
 
 # Bumped whenever this module changes what it writes, so older cache entries are never trusted.
-EXPORT_FORMAT = 2  # 2: graphs carry METADATA_PREFIX metadata_props; token dtype is part of the spec
+EXPORT_FORMAT = 3  # 3: artifact.json records the Case; graphs are stamped with target and profile too
 METADATA_PREFIX = "clip_conformance."
 TOKEN_DTYPES = ("int32", "int64")
 DEFAULT_TOKEN_DTYPE = "int32"  # what `clip.tokenize` returns on current torch, and what NPU toolchains take
-# dynamo specialises dimensions of size 0 and 1 (NOTES.md), so every export traces a batch of 2.
+# The dynamo exporter specialises dimensions of size 0 and 1 (a batch-1 example comes out with a fixed
+# batch of 1 whatever `dynamic_shapes` says), so every export traces a batch of 2.
 EXAMPLE_BATCH = 2
 
 Progress = Callable[[str], None]
 
 
-class Exporter(StrEnum):
-    TORCHSCRIPT = "torchscript"
-    DYNAMO = "dynamo"
-
-
-# Both exporters default to this opset on the installed torch (20 on torch 2.14.1).
-DEFAULT_OPSET: int = onnx_constants.ONNX_DEFAULT_OPSET
-
-
 class ExportError(RuntimeError):
-    """An export that did not produce a usable file; the message names the spec."""
+    """An export that did not produce a usable file; the message names the case."""
 
 
 @dataclass(frozen=True)
 class ExportSpec:
-    variant: Variant
-    encoder: EncoderKind
-    exporter: Exporter
-    opset: int = DEFAULT_OPSET
-    precision: str = "fp32"
+    case: Case
     device: str = "cpu"
     token_dtype: str = DEFAULT_TOKEN_DTYPE  # text encoders only
 
     @property
-    def test_id(self) -> str:
-        return f"{self.variant.slug}-{self.encoder}-{self.exporter}-op{self.opset}"
+    def encoder(self) -> EncoderKind:
+        assert self.case.encoder is not None, "an export is one encoder's graph"
+        return self.case.encoder
+
+    @property
+    def graph_token_dtype(self) -> str | None:
+        return None if self.encoder == EncoderKind.IMAGE else self.token_dtype
 
     def cache_key(self, provenance: Provenance) -> str:
         fields = {
-            "format": EXPORT_FORMAT, "variant": self.variant.name, "weights": provenance.weights_id,
-            "encoder": str(self.encoder), "exporter": str(self.exporter), "opset": self.opset,
-            "precision": self.precision, "device": self.device, "versions": toolchain(),
-            "token_dtype": None if self.encoder == EncoderKind.IMAGE else self.token_dtype,
+            **self.case.key(),
+            "format": EXPORT_FORMAT,
+            "weights": provenance.weights_id,
+            "device": self.device,
+            "versions": toolchain(),
+            "token_dtype": self.graph_token_dtype,
         }
         return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -98,16 +100,26 @@ def _quiet_export() -> Iterator[None]:
 
 def run_exporter(module: torch.nn.Module, example: torch.Tensor, path: Path, spec: ExportSpec) -> None:
     """Call `torch.onnx.export` the way each exporter needs to keep the batch dimension dynamic."""
-    names = {"input_names": [INPUT_NAME[spec.encoder]], "output_names": [OUTPUT_NAME]}
+    names: dict[str, Any] = {"input_names": [INPUT_NAME[spec.encoder]], "output_names": [OUTPUT_NAME]}
+    opset = spec.case.opset
     with _quiet_export():
-        if spec.exporter == Exporter.TORCHSCRIPT:
+        if spec.case.exporter == Exporter.TORCHSCRIPT:
             axes = {INPUT_NAME[spec.encoder]: {0: "batch_size"}, OUTPUT_NAME: {0: "batch_size"}}
-            torch.onnx.export(module, (example,), str(path), dynamo=False, opset_version=spec.opset,
-                              dynamic_axes=axes, **names)
+            torch.onnx.export(
+                module, (example,), str(path), dynamo=False, opset_version=opset, dynamic_axes=axes, **names
+            )
         else:
             batch = torch.export.Dim("batch_size", min=1)
-            torch.onnx.export(module, (example,), str(path), dynamo=True, opset_version=spec.opset,
-                              dynamic_shapes=({0: batch},), external_data=True, **names)
+            torch.onnx.export(
+                module,
+                (example,),
+                str(path),
+                dynamo=True,
+                opset_version=opset,
+                dynamic_shapes=({0: batch},),
+                external_data=True,
+                **names,
+            )
 
 
 def stamp_metadata(path: Path, values: dict[str, str]) -> None:
@@ -123,41 +135,45 @@ def stamp_metadata(path: Path, values: dict[str, str]) -> None:
 
 
 def graph_metadata(model: onnx.ModelProto) -> dict[str, str]:
-    return {p.key.removeprefix(METADATA_PREFIX): p.value for p in model.metadata_props
-            if p.key.startswith(METADATA_PREFIX)}
+    return {
+        p.key.removeprefix(METADATA_PREFIX): p.value for p in model.metadata_props if p.key.startswith(METADATA_PREFIX)
+    }
 
 
 def _files_of(folder: Path) -> dict[str, int]:
     return {p.name: p.stat().st_size for p in sorted(folder.iterdir()) if p.is_file() and p.name != "artifact.json"}
 
 
-def export_to(folder: Path, spec: ExportSpec, model: torch.nn.Module, provenance: Provenance) -> Artifact:
+def export_to(folder: Path, spec: ExportSpec, model: ClipModel, provenance: Provenance) -> Artifact:
     """Export `spec` from `model` into `folder` (which must exist) and describe it as an Artifact."""
+    case = spec.case
     module = wrap(model.to(spec.device), spec.encoder)
-    example = example_batch(spec.variant, spec.encoder, EXAMPLE_BATCH)
-    if spec.encoder != EncoderKind.IMAGE:
-        example = example.to(getattr(torch, spec.token_dtype))
+    example = example_batch(case.variant, spec.encoder, EXAMPLE_BATCH)
+    if spec.graph_token_dtype:
+        example = example.to(getattr(torch, spec.graph_token_dtype))
     example = example.to(spec.device)
     started = time.perf_counter()
     try:
         run_exporter(module, example, folder / "model.onnx", spec)
     except Exception as exc:  # noqa: BLE001 - exporter errors are many and deep; one line says enough
-        raise ExportError(f"{spec.test_id}: {spec.exporter} export failed: {type(exc).__name__}: {exc}") from None
+        raise ExportError(f"{case.id}: {case.exporter} export failed: {type(exc).__name__}: {exc}") from None
     finally:
         model.to("cpu")
     seconds = time.perf_counter() - started
-    stamp_metadata(folder / "model.onnx", {"variant": spec.variant.name, "encoder": str(spec.encoder),
-                                           "exporter": str(spec.exporter), "precision": spec.precision,
-                                           "weights": provenance.weights_id})
+    stamped = {k: str(v) for k, v in case.key().items() if k != "opset"}
+    stamp_metadata(folder / "model.onnx", {**stamped, "weights": provenance.weights_id})
     projection = None
     if spec.encoder == EncoderKind.TEXT_SPLIT:
-        projection = projection_filename(spec.variant)
+        projection = projection_filename(case.variant)
         np.save(folder / projection, text_projection(model))
     return Artifact(
-        folder=folder, variant=spec.variant.name, encoder=spec.encoder, exporter=str(spec.exporter),
-        opset=spec.opset, precision=spec.precision, provenance=provenance,
-        token_dtype=None if spec.encoder == EncoderKind.IMAGE else spec.token_dtype,
-        projection_file=projection, files=_files_of(folder), export_seconds=round(seconds, 2), source="export",
+        folder=folder,
+        case=case,
+        provenance=provenance,
+        token_dtype=spec.graph_token_dtype,
+        projection_file=projection,
+        files=_files_of(folder),
+        export_seconds=round(seconds, 2),
     )
 
 
@@ -170,34 +186,38 @@ class ExportCache:
     rebuild_older_than: float | None = None  # --rebuild-exports: re-export entries made before this time
     _memo: dict[str, Artifact] = field(default_factory=dict)
 
-    def get(self, spec: ExportSpec, model: torch.nn.Module, provenance: Provenance) -> Artifact:
+    def get(self, spec: ExportSpec, model: ClipModel, provenance: Provenance) -> Artifact:
         key = spec.cache_key(provenance)
         if key not in self._memo:
             self._memo[key] = self._load_or_export(spec, model, provenance, key)
         return self._memo[key]
 
-    def _load_or_export(self, spec: ExportSpec, model: torch.nn.Module, provenance: Provenance, key: str) -> Artifact:
-        final = self.root / spec.variant.slug / f"{spec.encoder}-{spec.exporter}-op{spec.opset}-{key}"
+    def _load_or_export(self, spec: ExportSpec, model: ClipModel, provenance: Provenance, key: str) -> Artifact:
+        final = self.root / spec.case.variant.slug / f"{spec.case.id}-{key}"
         final.parent.mkdir(parents=True, exist_ok=True)
         # The lock makes pytest-xdist workers (and concurrent runs) export each key once.
         with FileLock(str(final) + ".lock"):
             cached = self._trusted(final)
             if cached is not None:
                 return cached
-            self.progress(f"exporting {spec.test_id} ({spec.exporter}, {provenance.describe()}) ...")
+            self.progress(f"exporting {spec.case.id} ({provenance.describe()}) ...")
             with atomic.staged_directory(final, replace=True) as staging:
                 artifact = export_to(staging, spec, model, provenance)
                 artifact.save(staging / "artifact.json")
             artifact = Artifact.load(final / "artifact.json")
             self._log(key, spec, artifact)
-            self.progress(f"exported {spec.test_id}: {artifact.total_bytes / 1e6:.1f} MB "
-                          f"in {artifact.export_seconds:.1f} s -> {final}")
+            self.progress(
+                f"exported {spec.case.id}: {artifact.total_bytes / 1e6:.1f} MB "
+                f"in {artifact.export_seconds:.1f} s -> {final}"
+            )
             return artifact
 
     def _log(self, key: str, spec: ExportSpec, artifact: Artifact) -> None:
         """One line per export made, across runs and xdist workers: an audit trail of what was rebuilt."""
-        line = f"{time.strftime('%Y-%m-%dT%H:%M:%S')} pid={os.getpid()} {spec.test_id} key={key} " \
-               f"{artifact.total_bytes} bytes {artifact.export_seconds} s\n"
+        line = (
+            f"{time.strftime('%Y-%m-%dT%H:%M:%S')} pid={os.getpid()} {spec.case.id} key={key} "
+            f"{artifact.total_bytes} bytes {artifact.export_seconds} s\n"
+        )
         with (self.root / "exports.log").open("a", encoding="utf-8") as handle:
             handle.write(line)
 

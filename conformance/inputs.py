@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from conformance.clipcompat import clip
 from conformance.encoders import EncoderKind
 from conformance.tokenizer import EOT_TEXT, decoded
+from conformance.tolerances import limits
 from conformance.variants import Variant
 
 # CLIP's preprocessing constants: images are fed normalised, as `clip.load`'s transform leaves them.
@@ -23,17 +24,83 @@ _MEAN = np.array(MEAN, dtype=np.float32).reshape(3, 1, 1)
 _STD = np.array(STD, dtype=np.float32).reshape(3, 1, 1)
 
 PROMPTS = (
-    "a diagram", "a dog", "a photo of a cat", "a red sports car parked on a wet street at night",
-    "an aerial view of a city", "two people playing chess in a park on a sunny afternoon", "a bowl of soup",
-    "a handwritten note", "a close-up photograph of a bee collecting pollen from a purple flower", "snow",
+    "a diagram",
+    "a dog",
+    "a photo of a cat",
+    "a red sports car parked on a wet street at night",
+    "an aerial view of a city",
+    "two people playing chess in a park on a sunny afternoon",
+    "a bowl of soup",
+    "a handwritten note",
+    "a close-up photograph of a bee collecting pollen from a purple flower",
+    "snow",
 )
-_STYLES = ("a photo", "a drawing", "a painting", "a blurry photo", "a sketch", "a close-up", "a render",
-           "a cartoon", "a black and white photo", "a low resolution photo")
-_ADJECTIVES = ("small", "large", "red", "green", "old", "shiny", "wooden", "striped", "broken", "sleeping",
-               "wet", "golden", "tiny", "happy", "dusty", "frozen", "plastic", "glowing", "hairy", "folded")
-_SUBJECTS = ("dog", "cat", "car", "bicycle", "tree", "house", "bird", "boat", "chair", "lamp", "horse", "cup",
-             "guitar", "mountain", "bridge", "robot", "flower", "train", "book", "clock", "shoe", "fish",
-             "airplane", "pizza", "violin", "tractor", "owl", "kettle", "castle", "umbrella")
+_STYLES = (
+    "a photo",
+    "a drawing",
+    "a painting",
+    "a blurry photo",
+    "a sketch",
+    "a close-up",
+    "a render",
+    "a cartoon",
+    "a black and white photo",
+    "a low resolution photo",
+)
+_ADJECTIVES = (
+    "small",
+    "large",
+    "red",
+    "green",
+    "old",
+    "shiny",
+    "wooden",
+    "striped",
+    "broken",
+    "sleeping",
+    "wet",
+    "golden",
+    "tiny",
+    "happy",
+    "dusty",
+    "frozen",
+    "plastic",
+    "glowing",
+    "hairy",
+    "folded",
+)
+_SUBJECTS = (
+    "dog",
+    "cat",
+    "car",
+    "bicycle",
+    "tree",
+    "house",
+    "bird",
+    "boat",
+    "chair",
+    "lamp",
+    "horse",
+    "cup",
+    "guitar",
+    "mountain",
+    "bridge",
+    "robot",
+    "flower",
+    "train",
+    "book",
+    "clock",
+    "shoe",
+    "fish",
+    "airplane",
+    "pizza",
+    "violin",
+    "tractor",
+    "owl",
+    "kettle",
+    "castle",
+    "umbrella",
+)
 _GENERATED = len(_STYLES) * len(_ADJECTIVES) * len(_SUBJECTS)
 
 _LONG = " ".join(["a very long caption that keeps going"] * 20)
@@ -42,6 +109,7 @@ _WORDS = ("a", "photo", "of", "the", "dog", "on", "red", "grass")  # one token e
 
 def _words(count: int) -> str:
     return " ".join(_WORDS[i % len(_WORDS)] for i in range(count))
+
 
 EDGE_TEXTS: dict[str, list[str]] = {
     "empty": [""],
@@ -67,8 +135,11 @@ def prompt(index: int) -> str:
     if index < len(PROMPTS):
         return PROMPTS[index]
     n = index - len(PROMPTS)
-    style, adjective, subject = n % len(_STYLES), (n // len(_STYLES)) % len(_ADJECTIVES), \
-        (n // (len(_STYLES) * len(_ADJECTIVES))) % len(_SUBJECTS)
+    style, adjective, subject = (
+        n % len(_STYLES),
+        (n // len(_STYLES)) % len(_ADJECTIVES),
+        (n // (len(_STYLES) * len(_ADJECTIVES))) % len(_SUBJECTS),
+    )
     text = f"{_STYLES[style]} of a {_ADJECTIVES[adjective]} {_SUBJECTS[subject]}"
     return text if n < _GENERATED else f"{text}, number {n // _GENERATED}"
 
@@ -124,9 +195,17 @@ def gflops_per_item(variant: Variant, encoder: EncoderKind) -> float:
     return variant.image_gflops if encoder == EncoderKind.IMAGE else variant.text_gflops
 
 
-def max_batch(variant: Variant, encoder: EncoderKind, budget_gflops: float = 160.0) -> int:
-    """The largest batch worth running for this encoder within a compute budget (about 1 s of CPU)."""
-    return max(2, int(budget_gflops // gflops_per_item(variant, encoder)))
+def max_batch(variant: Variant, encoder: EncoderKind) -> int:
+    """The largest batch the value checks run for this encoder: `limits.toml`'s [batch] compute cap."""
+    cap = limits()
+    return max(cap.batch_min, int(cap.batch_gflops // gflops_per_item(variant, encoder)))
+
+
+def latency_batches(variant: Variant, encoder: EncoderKind, wanted: list[int]) -> list[int]:
+    """The wanted timed batch sizes, each capped by `limits.toml`'s [latency] compute cap."""
+    cap = limits()
+    largest = max(cap.latency_min, int(cap.latency_gflops // gflops_per_item(variant, encoder)))
+    return sorted({min(size, largest) for size in wanted})
 
 
 def batch_sizes(variant: Variant, encoder: EncoderKind, wanted: tuple[int, ...] = (1, 2, 7, 16)) -> list[int]:
@@ -145,4 +224,4 @@ def batch_size_strategy(variant: Variant, encoder: EncoderKind) -> st.SearchStra
 
 def text_strategy() -> st.SearchStrategy[str]:
     """Arbitrary user text, including unicode, whitespace and long strings that need truncation."""
-    return st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=400)
+    return st.text(st.characters(codec="utf-8", exclude_categories=["Cs"]), max_size=400)

@@ -45,8 +45,10 @@ def nonfinite_problem(array: np.ndarray, what: str) -> str | None:
     rows = np.flatnonzero(bad.any(axis=1)).tolist()
     shown = rows[:ROWS_SHOWN] + (["…"] if len(rows) > ROWS_SHOWN else [])
     nan = int(np.isnan(array).sum())
-    return (f"{what} has {int(bad.sum())} non-finite values ({nan} NaN, {int(bad.sum()) - nan} Inf) "
-            f"in rows {shown}".replace("'…'", "…"))
+    return (
+        f"{what} has {int(bad.sum())} non-finite values ({nan} NaN, {int(bad.sum()) - nan} Inf) "
+        f"in rows {shown}".replace("'…'", "…")
+    )
 
 
 def error_figures(actual: np.ndarray, expected: np.ndarray) -> dict[str, float]:
@@ -70,24 +72,29 @@ def error_figures(actual: np.ndarray, expected: np.ndarray) -> dict[str, float]:
     }
 
 
-def _tolerance_problems(actual: np.ndarray, expected: np.ndarray, figures: dict[str, Any], tol: Tolerance,
-                        what: str) -> list[str]:
+def _tolerance_problems(
+    actual: np.ndarray, expected: np.ndarray, figures: dict[str, Any], tol: Tolerance, what: str
+) -> list[str]:
     a, e = _rows(actual).astype(np.float64), _rows(expected).astype(np.float64)
     excess = np.abs(a - e) - (tol.atol + tol.rtol * np.abs(e))
     beyond = np.flatnonzero((np.where(np.isfinite(excess), excess, -1.0) > 0).any(axis=1)).tolist()
     problems = []
     if beyond:
         rows = beyond[:ROWS_SHOWN] + (["…"] if len(beyond) > ROWS_SHOWN else [])
-        problems.append(f"{what}: max abs error {figures['max_abs_err']:.3g} exceeds atol {tol.atol:g} + "
-                        f"rtol {tol.rtol:g}*|ref| in rows {rows} (tolerance: {tol.reason})".replace("'…'", "…"))
+        problems.append(
+            f"{what}: max abs error {figures['max_abs_err']:.3g} exceeds atol {tol.atol:g} + "
+            f"rtol {tol.rtol:g}*|ref| in rows {rows} (tolerance: {tol.reason})".replace("'…'", "…")
+        )
     if figures["min_cosine"] < tol.min_cosine:
-        problems.append(f"{what}: min cosine {figures['min_cosine']:.9f} below {tol.min_cosine} "
-                        f"(tolerance: {tol.reason})")
+        problems.append(
+            f"{what}: min cosine {figures['min_cosine']:.9f} below {tol.min_cosine} (tolerance: {tol.reason})"
+        )
     return problems
 
 
-def compare(actual: np.ndarray, expected: np.ndarray, tol: Tolerance, what: str,
-            reference: str = "the torch reference") -> Comparison:
+def compare(
+    actual: np.ndarray, expected: np.ndarray, tol: Tolerance, what: str, reference: str = "the torch reference"
+) -> Comparison:
     """The one comparison every numeric check uses: shapes, then non-finite values on either side (a
     non-finite torch reference is reported as a reference problem), then the tolerance."""
     if actual.shape != expected.shape:
@@ -98,7 +105,12 @@ def compare(actual: np.ndarray, expected: np.ndarray, tol: Tolerance, what: str,
 
 def _compare(actual: np.ndarray, expected: np.ndarray, tol: Tolerance, what: str, reference: str) -> Comparison:
     figures = error_figures(actual, expected)
-    problems = [p for p in (nonfinite_problem(actual, f"{what}: the output"),
-                            nonfinite_problem(expected, f"{what}: {reference} (a reference problem, not the "
-                                                        "output's)")) if p]
+    problems = [
+        p
+        for p in (
+            nonfinite_problem(actual, f"{what}: the output"),
+            nonfinite_problem(expected, f"{what}: {reference} (a reference problem, not the output's)"),
+        )
+        if p
+    ]
     return Comparison(figures, problems + _tolerance_problems(actual, expected, figures, tol, what))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from functools import lru_cache
+from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +10,7 @@ import onnxruntime as ort
 import torch
 
 from conformance.artifact import Artifact
-from conformance.encoders import EncoderKind, wrap
+from conformance.encoders import ClipModel, EncoderKind, wrap
 from conformance.versions import thread_count
 
 
@@ -18,13 +18,44 @@ class InputContractError(TypeError):
     """An input that does not fit the graph's declared contract; the message says how to fix it."""
 
 
-@lru_cache(maxsize=4)  # sessions of the large variants hold GBs each
-def _session(path: Path, mtime_ns: int, threads: int) -> ort.InferenceSession:
+def _open(path: Path, threads: int) -> ort.InferenceSession:
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     options.log_severity_level = 4  # failures reach the check as exceptions; no stderr spam
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+class SessionStore:
+    """One onnxruntime session per graph file, reused by every check of its case and closed when its group
+    (a variant) is done (`close_group`), so memory stays bounded under `--variant all`. A changed file (by
+    mtime) gets a fresh session; `limit` bounds the store when nobody closes groups (library use)."""
+
+    def __init__(self, limit: int = 8) -> None:
+        self.limit = limit
+        self._sessions: OrderedDict[tuple[Path, int, int], tuple[str, ort.InferenceSession]] = OrderedDict()
+
+    def get(self, artifact: Artifact, threads: int) -> ort.InferenceSession:
+        path = artifact.onnx_path
+        key = (path, path.stat().st_mtime_ns, threads)
+        if key not in self._sessions:
+            self._sessions[key] = (artifact.case.group, _open(path, threads))
+            while len(self._sessions) > self.limit:
+                self._sessions.popitem(last=False)
+        self._sessions.move_to_end(key)
+        return self._sessions[key][1]
+
+    def close_group(self, group: str) -> int:
+        keys = [key for key, (owner, _) in self._sessions.items() if owner == group]
+        for key in keys:
+            del self._sessions[key]
+        return len(keys)
+
+    def __len__(self) -> int:
+        return len(self._sessions)
+
+
+SESSIONS = SessionStore()
 
 
 _threads: int | None = None
@@ -44,13 +75,19 @@ def threads() -> int:
 
 
 def session(artifact: Artifact, threads_: int | None = None) -> ort.InferenceSession:
-    """A cached CPU session (threads = this process's share of the cores); re-opened if the file changes."""
-    path = artifact.onnx_path
-    return _session(path, path.stat().st_mtime_ns, threads_ or threads())
+    """The artifact's CPU session (threads = this process's share of the cores); re-opened if the file changes."""
+    return SESSIONS.get(artifact, threads_ or threads())
 
 
-_ORT_TYPES = {"tensor(float)": np.float32, "tensor(int32)": np.int32, "tensor(int64)": np.int64,
-              "tensor(float16)": np.float16}
+_ORT_TYPES: dict[str, np.dtype] = {
+    name: np.dtype(t)
+    for name, t in (
+        ("tensor(float)", np.float32),
+        ("tensor(int32)", np.int32),
+        ("tensor(int64)", np.int64),
+        ("tensor(float16)", np.float16),
+    )
+}
 
 
 def coerce_input(array: np.ndarray, declared: str, name: str) -> np.ndarray:
@@ -77,7 +114,7 @@ def run_onnx(artifact: Artifact, array: np.ndarray) -> np.ndarray:
     return sess.run([artifact.output_name], {declared.name: feed})[0]
 
 
-def run_torch(model: torch.nn.Module, encoder: EncoderKind | str, array: np.ndarray) -> np.ndarray:
+def run_torch(model: ClipModel, encoder: EncoderKind | str, array: np.ndarray) -> np.ndarray:
     """The reference: the same wrapper that was exported, on the CPU in fp32."""
     module = wrap(model, encoder)
     with torch.no_grad():

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from conformance.clipcompat import clip
+from conformance.encoders import ClipModel
 from conformance.variants import Variant
 
 SCHEME = "synthetic/2"
@@ -34,11 +35,12 @@ def _batch_norm_(module: nn.BatchNorm2d, last_in_block: bool) -> None:
     # The block's last BN scales the residual branch: small but non-zero, as in trained ResNets.
     _uniform_(module.weight, *((0.1, 0.4) if last_in_block else (0.6, 1.4)))
     _normal_(module.bias, 0.0, 0.1)
+    assert module.running_mean is not None and module.running_var is not None, "CLIP's BN tracks statistics"
     _normal_(module.running_mean, 0.0, 0.1)
     _uniform_(module.running_var, 0.5, 2.0)
 
 
-def _draw_neutral_tensors_(model: nn.Module) -> None:
+def _draw_neutral_tensors_(model: ClipModel) -> None:
     for name, module in model.named_modules():
         if isinstance(module, nn.Conv2d):
             # He init keeps activations at unit scale through conv + ReLU. PyTorch's default shrinks each
@@ -65,7 +67,7 @@ def _draw_neutral_tensors_(model: nn.Module) -> None:
     model.logit_scale.fill_(math.log(float(torch.empty(()).uniform_(50.0, 100.0))))
 
 
-def build_synthetic(variant: Variant, seed: int) -> nn.Module:
+def build_synthetic(variant: Variant, seed: int) -> ClipModel:
     """CLIP's init, then every neutral tensor redrawn; bitwise identical across runs of the same torch."""
     with torch.random.fork_rng(devices=[]), torch.no_grad():
         torch.manual_seed(seed)

@@ -38,15 +38,30 @@ def vocabulary_sha256() -> str:
 
 def tokenizer_record(context_length: int) -> dict[str, Any]:
     vocab = _tokenizer().encoder
-    return {"name": "openai-clip SimpleTokenizer", "bpe_sha256": vocabulary_sha256(), "vocab_size": len(vocab),
-            "sot_id": SOT, "eot_id": EOT, "max_id": max(vocab.values()), "context_length": context_length,
-            "eot_pooling": "argmax of token ids (first EOT wins)"}
+    return {
+        "name": "openai-clip SimpleTokenizer",
+        "bpe_sha256": vocabulary_sha256(),
+        "vocab_size": len(vocab),
+        "sot_id": SOT,
+        "eot_id": EOT,
+        "max_id": max(vocab.values()),
+        "context_length": context_length,
+        "eot_pooling": "argmax of token ids (first EOT wins)",
+    }
 
 
 def preprocessing_record(resolution: int, mean: tuple[float, ...], std: tuple[float, ...]) -> dict[str, Any]:
     """What `clip.load`'s transform does before `encode_image`: the graph expects its output."""
-    return {"resolution": resolution, "resize": "bicubic, shorter side to resolution", "crop": "center",
-            "color": "RGB", "scale": "1/255", "mean": list(mean), "std": list(std), "layout": "NCHW float32"}
+    return {
+        "resolution": resolution,
+        "resize": "bicubic, shorter side to resolution",
+        "crop": "center",
+        "color": "RGB",
+        "scale": "1/255",
+        "mean": list(mean),
+        "std": list(std),
+        "layout": "NCHW float32",
+    }
 
 
 def tokenizer_problems(record: Any, context_length: int) -> list[str]:
@@ -55,11 +70,14 @@ def tokenizer_problems(record: Any, context_length: int) -> list[str]:
         return ["the manifest records no tokenizer"]
     problems = []
     if record.get("eot_id") != record.get("max_id"):
-        problems.append(f"tokenizer: EOT id {record.get('eot_id')} is not the largest id {record.get('max_id')}, "
-                        "so the argmax EOT pooling of the split text contract is wrong for it")
+        problems.append(
+            f"tokenizer: EOT id {record.get('eot_id')} is not the largest id {record.get('max_id')}, "
+            "so the argmax EOT pooling of the split text contract is wrong for it"
+        )
     expected = tokenizer_record(context_length)
     for key in ("bpe_sha256", "sot_id", "eot_id", "max_id", "context_length"):
         if record.get(key) != expected[key]:
-            problems.append(f"tokenizer: {key} is {record.get(key)!r}, the installed clip tokenizer has "
-                            f"{expected[key]!r}")
+            problems.append(
+                f"tokenizer: {key} is {record.get(key)!r}, the installed clip tokenizer has {expected[key]!r}"
+            )
     return problems

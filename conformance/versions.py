@@ -17,10 +17,18 @@ def _version(dist: str) -> str:
 
 @cache
 def toolchain() -> dict[str, str]:
-    return {name: _version(dist) for name, dist in (
-        ("torch", "torch"), ("torchvision", "torchvision"), ("onnx", "onnx"), ("onnxruntime", "onnxruntime"),
-        ("onnxscript", "onnxscript"), ("clip", "openai-clip"), ("numpy", "numpy"),
-    )}
+    return {
+        name: _version(dist)
+        for name, dist in (
+            ("torch", "torch"),
+            ("torchvision", "torchvision"),
+            ("onnx", "onnx"),
+            ("onnxruntime", "onnxruntime"),
+            ("onnxscript", "onnxscript"),
+            ("clip", "openai-clip"),
+            ("numpy", "numpy"),
+        )
+    }
 
 
 def cpu_model() -> str:

@@ -13,6 +13,7 @@ import torch
 from conformance import synthetic
 from conformance.architecture import architecture_mismatch
 from conformance.clipcompat import clip
+from conformance.encoders import ClipModel
 from conformance.results import error_line
 from conformance.variants import Variant
 
@@ -55,7 +56,7 @@ class Provenance:
 
 @dataclass
 class LoadedModel:
-    model: torch.nn.Module
+    model: ClipModel
     provenance: Provenance
 
 
@@ -80,7 +81,7 @@ def find_checkpoint(variant: Variant, weights: Path | None) -> Path | None:
     return candidate if candidate.is_file() else None
 
 
-def build_synthetic(variant: Variant, seed: int) -> torch.nn.Module:
+def build_synthetic(variant: Variant, seed: int) -> ClipModel:
     """The exact architecture, seeded, with no parameter left at a neutral value (`synthetic.SCHEME`)."""
     return synthetic.build_synthetic(variant, seed)
 
@@ -100,7 +101,7 @@ def _state_dict_of(path: Path) -> dict[str, torch.Tensor]:
     return torch.load(path, map_location="cpu", weights_only=True)
 
 
-def build_from_state_dict(state_dict: dict[str, torch.Tensor]) -> torch.nn.Module:
+def build_from_state_dict(state_dict: dict[str, torch.Tensor]) -> ClipModel:
     """`clip.model.build_model`, without its fp16 rounding of fp32 weights.
 
     `build_model` converts the model to fp16 before loading (`convert_weights`), and `clip.load` then
@@ -134,7 +135,7 @@ def _check_architecture(state_dict: dict[str, torch.Tensor], variant: Variant, p
         raise WeightsError(f"{path} does not hold a {variant.name} model: {found}")
 
 
-def _build(state_dict: dict[str, torch.Tensor], path: Path) -> torch.nn.Module:
+def _build(state_dict: dict[str, torch.Tensor], path: Path) -> ClipModel:
     try:
         return build_from_state_dict(state_dict)
     except Exception as exc:  # noqa: BLE001
@@ -154,8 +155,9 @@ def load_checkpoint(variant: Variant, path: Path) -> LoadedModel:
         )
     else:
         kind = "unverified-file"
-        warnings.warn(f"{path} is not a known {variant.name} checkpoint; using it unverified (sha256 {digest})",
-                      stacklevel=2)
+        warnings.warn(
+            f"{path} is not a known {variant.name} checkpoint; using it unverified (sha256 {digest})", stacklevel=2
+        )
     state_dict = _read_state_dict(path)
     _check_architecture(state_dict, variant, path)
     return LoadedModel(_build(state_dict, path), Provenance(kind=kind, sha256=digest, path=str(path)))

@@ -31,5 +31,6 @@ def leaves_the_users_reports_alone(request: pytest.FixtureRequest) -> Iterator[N
     before = _snapshot(REPO / "reports")
     yield
     after = _snapshot(REPO / "reports")
-    assert after == before, f"{request.node.nodeid} wrote into {REPO / 'reports'}: " \
-                            f"{sorted(set(after.items()) ^ set(before.items()))}"
+    assert after == before, (
+        f"{request.node.nodeid} wrote into {REPO / 'reports'}: {sorted(set(after.items()) ^ set(before.items()))}"
+    )

@@ -1,26 +1,26 @@
 import torch
 
+from conformance.case import Exporter
 from conformance.checks.batch import check_dynamic_batch, check_row_independence
 from conformance.encoders import EncoderKind
-from conformance.export import Exporter
 from conformance.numerics import Tolerance
 from conformance.tolerances import tolerance
 from tests.helpers import TINY_VIT, VisualWrapper, export_model, export_seed_recipe, good, synthetic
 
-ROWS = tolerance("row_independence", variant="tiny-vit", encoder="image", exporter="torchscript")
+ROWS = tolerance("dynamic_batch", {"variant": "tiny-vit", "encoder": "image", "exporter": "torchscript"})
 
 
 def test_good_exports_run_at_every_batch_size_with_independent_rows(tiny_cache):
     for encoder in EncoderKind:
         artifact = good(tiny_cache, TINY_VIT, encoder, Exporter.DYNAMO)
-        assert check_dynamic_batch(artifact, TINY_VIT, [1, 2, 7, 16], ROWS).passed
-        assert check_row_independence(artifact, TINY_VIT, 7, ROWS).passed
+        assert check_dynamic_batch(artifact, [1, 2, 7, 16], ROWS).passed
+        assert check_row_independence(artifact, 7, ROWS).passed
 
 
 def test_seed_recipe_under_dynamo_bakes_batch_one(tmp_path):
     """NOTES.md: torch.export specialises the batch-1 example, so `dynamic_axes` is not enough."""
     artifact = export_seed_recipe(synthetic(TINY_VIT).model, TINY_VIT, tmp_path, Exporter.DYNAMO)
-    result = check_dynamic_batch(artifact, TINY_VIT, [1, 2, 7], ROWS)
+    result = check_dynamic_batch(artifact, [1, 2, 7], ROWS)
     assert not result.passed
     assert "batch 2 fails in onnxruntime" in result.message or "batch 2 gives output batch 1" in result.message
     assert result.figures["batch_sizes"] == [1, 2, 7]
@@ -38,9 +38,9 @@ def test_batch_mixing_model_fails_row_independence_and_dynamic_batch(tmp_path):
     model = synthetic(TINY_VIT).model
     model.visual = _BatchMixingVisual(model.visual)
     artifact = export_model(model, TINY_VIT, EncoderKind.IMAGE, tmp_path)
-    mixed = check_dynamic_batch(artifact, TINY_VIT, [1, 2, 7], ROWS)  # every shape is right; the values are not
+    mixed = check_dynamic_batch(artifact, [1, 2, 7], ROWS)  # every shape is right; the values are not
     assert not mixed.passed and "batch 2 vs batch 1" in mixed.message and "batch 7 vs batch 1" in mixed.message
-    result = check_row_independence(artifact, TINY_VIT, 7, ROWS)
+    result = check_row_independence(artifact, 7, ROWS)
     assert not result.passed and "batch 7 vs batch 1" in result.message
     assert result.figures["max_abs_err"] > 1e-3
 
@@ -48,7 +48,7 @@ def test_batch_mixing_model_fails_row_independence_and_dynamic_batch(tmp_path):
 def test_row_independence_tolerance_is_not_vacuous(tiny_cache):
     artifact = good(tiny_cache, TINY_VIT, EncoderKind.IMAGE)
     strict = Tolerance(atol=0.0, rtol=0.0, min_cosine=2.0, reason="impossible")
-    assert not check_row_independence(artifact, TINY_VIT, 3, strict).passed
+    assert not check_row_independence(artifact, 3, strict).passed
 
 
 def test_values_wrong_only_at_odd_batch_sizes_fail_dynamic_batch(tmp_path):
@@ -58,8 +58,8 @@ def test_values_wrong_only_at_odd_batch_sizes_fail_dynamic_batch(tmp_path):
     model = synthetic(TINY_VIT).model
     model.visual = OddBatchShift(model.visual)
     artifact = export_model(model, TINY_VIT, EncoderKind.IMAGE, tmp_path)
-    assert check_row_independence(artifact, TINY_VIT, 16, ROWS).passed  # the old single size misses it
-    result = check_dynamic_batch(artifact, TINY_VIT, [1, 2, 7, 16], ROWS)
+    assert check_row_independence(artifact, 16, ROWS).passed  # the old single size misses it
+    result = check_dynamic_batch(artifact, [1, 2, 7, 16], ROWS)
     assert not result.passed
     assert "batch 7" in result.message and "batch 16" not in result.message
 
@@ -76,6 +76,6 @@ def test_swapped_rows_fail_at_every_batch_size_above_one(tmp_path):
     model = synthetic(TINY_VIT).model
     model.visual = _RowSwap(model.visual)
     artifact = export_model(model, TINY_VIT, EncoderKind.IMAGE, tmp_path)
-    result = check_dynamic_batch(artifact, TINY_VIT, [1, 2, 3], ROWS)
+    result = check_dynamic_batch(artifact, [1, 2, 3], ROWS)
     assert not result.passed
     assert all(f"batch {n}" in result.message for n in (2, 3)) and "rows [0, 1]" in result.message

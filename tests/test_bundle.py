@@ -12,8 +12,9 @@ import pytest
 import torch
 
 from conformance import cli
-from conformance.bundle import open_bundle
+from conformance.bundle.manifest import open_bundle
 from conformance.checks.bundle import check_bundle_integrity
+from conformance.encoders import EncoderKind
 from tests.helpers import TINY_VIT, synthetic
 
 
@@ -44,10 +45,15 @@ def _rewrite(folder: Path, change) -> None:
 
 def test_export_writes_a_complete_bundle(good_bundle):
     manifest = _manifest(good_bundle)
-    assert manifest["schema"] == "clip-conformance-bundle/1"
+    assert manifest["schema"] == "clip-conformance-bundle/2"
     assert manifest["variant"] == "tiny-vit" and manifest["exporter"] == "dynamo" and manifest["opset"] == 20
-    assert manifest["provenance"] == {"kind": "synthetic", "sha256": None, "path": None, "seed": 0,
-                                      "scheme": "synthetic/2"}
+    assert manifest["provenance"] == {
+        "kind": "synthetic",
+        "sha256": None,
+        "path": None,
+        "seed": 0,
+        "scheme": "synthetic/2",
+    }
     assert manifest["tokenizer"]["eot_id"] == manifest["tokenizer"]["max_id"] == 49407
     assert manifest["preprocessing"]["resolution"] == 32 and manifest["preprocessing"]["crop"] == "center"
     names = {f["name"] for f in manifest["files"]}
@@ -64,18 +70,28 @@ def test_export_writes_a_complete_bundle(good_bundle):
 BAD = {
     "no manifest": (lambda b: (b / "manifest.json").unlink(), "manifest.json is missing"),
     "manifest not JSON": (lambda b: (b / "manifest.json").write_text("{oops"), "manifest.json is not valid JSON"),
-    "wrong schema": (lambda b: _rewrite(b, lambda m: m.update(schema="clip-conformance-bundle/0")),
-                     "has schema 'clip-conformance-bundle/0', expected 'clip-conformance-bundle/1'"),
+    "wrong schema": (
+        lambda b: _rewrite(b, lambda m: m.update(schema="clip-conformance-bundle/0")),
+        "has schema 'clip-conformance-bundle/0', expected 'clip-conformance-bundle/2'",
+    ),
     "missing file": (lambda b: (b / "text.onnx.data").unlink(), "text.onnx.data: named in the manifest but missing"),
-    "hash differs": (lambda b: np.save(b / "text_projection_64_96.npy", np.zeros((64, 96), np.float32)),
-                     "text_projection_64_96.npy: sha256 differs from the manifest"),
+    "hash differs": (
+        lambda b: np.save(b / "text_projection_64_96.npy", np.zeros((64, 96), np.float32)),
+        "text_projection_64_96.npy: sha256 differs from the manifest",
+    ),
     "truncated onnx": (lambda b: os.truncate(b / "image.onnx", 1000), "image.onnx: 1000 bytes, the manifest says"),
-    "truncated data": (lambda b: os.truncate(b / "image.onnx.data", 4096),
-                       "image.onnx.data: 4096 bytes, the manifest says"),
-    "variant mismatch": (lambda b: _rewrite(b, lambda m: m.update(variant="tiny-rn")),
-                         "image.onnx: manifest shapes [3, 32, 32] -> [96] are not those of tiny-rn"),
-    "projection shape": (lambda b: _rewrite(b, lambda m: m["graphs"]["text-split"]["projection"].update(
-        shape=[96, 64])), "text_projection_64_96.npy: manifest shape [96, 64] is not tiny-vit's [64, 96]"),
+    "truncated data": (
+        lambda b: os.truncate(b / "image.onnx.data", 4096),
+        "image.onnx.data: 4096 bytes, the manifest says",
+    ),
+    "variant mismatch": (
+        lambda b: _rewrite(b, lambda m: m.update(variant="tiny-rn")),
+        "image.onnx: manifest shapes [3, 32, 32] -> [96] are not those of tiny-rn",
+    ),
+    "projection shape": (
+        lambda b: _rewrite(b, lambda m: m["graphs"]["text-split"]["projection"].update(shape=[96, 64])),
+        "text_projection_64_96.npy: manifest shape [96, 64] is not tiny-vit's [64, 96]",
+    ),
     "unknown variant": (lambda b: _rewrite(b, lambda m: m.update(variant="ViT-Z/99")), "unknown variant 'ViT-Z/99'"),
 }
 
@@ -93,7 +109,7 @@ def test_truncated_data_is_also_caught_by_validity_without_a_crash(bundle):
     from conformance.checks.validity import check_opset_validity
 
     os.truncate(bundle / "image.onnx.data", 4096)
-    result = check_opset_validity(open_bundle(bundle).artifact("image"))
+    result = check_opset_validity(open_bundle(bundle).artifact(EncoderKind.IMAGE))
     assert not result.passed and "image.onnx.data is truncated" in result.message
 
 
@@ -103,17 +119,34 @@ def test_run_on_a_good_and_a_bad_bundle_reports_both(good_bundle, bundle, repo_r
     nomanifest = Path(shutil.copytree(good_bundle, tmp_path / "nomanifest"))
     (nomanifest / "manifest.json").unlink()
     run = subprocess.run(
-        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--latency=none", f"--artifacts={good_bundle}",
-         f"--artifacts={broken}", f"--artifacts={nomanifest}", f"--report-dir={tmp_path / 'reports'}", "-q"],
-        cwd=repo_root, capture_output=True, text=True, timeout=600)
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-p",
+            "no:cacheprovider",
+            "--latency=none",
+            f"--artifacts={good_bundle}",
+            f"--artifacts={broken}",
+            f"--artifacts={nomanifest}",
+            f"--report-dir={tmp_path / 'reports'}",
+            "-q",
+        ],
+        cwd=repo_root,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert run.returncode == 1, run.stdout[-3000:]
     assert "Traceback" not in run.stdout and "INTERNALERROR" not in run.stdout
-    tests = {t["nodeid"].split("::")[-1]: t for t in
-             json.loads((tmp_path / "reports" / "results.json").read_text())["tests"]}
+    tests = {
+        t["nodeid"].split("::")[-1]: t for t in json.loads((tmp_path / "reports" / "results.json").read_text())["tests"]
+    }
     assert "text.onnx.data: 4096 bytes, the manifest says" in tests["test_bundle_integrity[broken]"]["message"]
     assert "manifest.json is missing" in tests["test_bundle_integrity[nomanifest]"]["message"]
-    assert "text.onnx.data is truncated" in \
-        tests["test_opset_validity[broken-tiny-vit-text-split-dynamo-op20]"]["message"]
+    assert (
+        "text.onnx.data is truncated" in tests["test_opset_validity[broken-tiny-vit-text-split-dynamo-op20]"]["message"]
+    )
     assert tests["test_opset_validity[broken-tiny-vit-image-dynamo-op20]"]["outcome"] == "passed"
     good = [t for name, t in tests.items() if "[tiny" in name]
     assert len(good) > 20 and all(t["outcome"] in ("passed", "skipped") for t in good)
@@ -121,20 +154,41 @@ def test_run_on_a_good_and_a_bad_bundle_reports_both(good_bundle, bundle, repo_r
 
 
 def test_bundle_of_unverified_weights_needs_those_weights(tmp_path):
-    from fixtures.subjects import SubjectFactory
+    from fixtures.models import Models
 
     checkpoint = tmp_path / "finetuned.pt"
     torch.save(synthetic(TINY_VIT, seed=7).model.state_dict(), checkpoint)
     out = tmp_path / "b"
     with pytest.warns(UserWarning, match="unverified"):
-        assert cli.main(["export", "--variant", "tiny-vit", "--out", str(out), "--weights", str(checkpoint),
-                         "--exporter", "torchscript", "--export-cache", str(tmp_path / "c")]) == 0
+        assert (
+            cli.main(
+                [
+                    "export",
+                    "--variant",
+                    "tiny-vit",
+                    "--out",
+                    str(out),
+                    "--weights",
+                    str(checkpoint),
+                    "--exporter",
+                    "torchscript",
+                    "--export-cache",
+                    str(tmp_path / "c"),
+                ]
+            )
+            == 0
+        )
     found = open_bundle(out)
     assert found.provenance.kind == "unverified-file"
 
     def factory(weights_path):
-        return SubjectFactory(cache=None, weights_path=weights_path, seed=0, device="cpu",  # type: ignore[arg-type]
-                              progress=lambda m: None)
+        return Models(
+            cache=None,
+            weights_path=weights_path,
+            seed=0,
+            device="cpu",  # type: ignore[arg-type]
+            progress=lambda m: None,
+        )
 
     with pytest.raises(Exception, match="pass --weights=PATH to that checkpoint"):
         factory(None).reference_for(found)
@@ -158,8 +212,12 @@ def test_export_command_errors_are_clear(tmp_path, capsys):
     blocker.write_text("x")
     assert cli.main(["export", "--variant", "tiny-vit", "--out", str(blocker / "sub" / "b")]) == cli.USAGE
     assert "cannot create" in capsys.readouterr().err
-    assert cli.main(["export", "--variant", "tiny-vit", "--out", str(tmp_path / "w"), "--weights",
-                     str(tmp_path / "nope.pt")]) == cli.BAD_WEIGHTS
+    assert (
+        cli.main(
+            ["export", "--variant", "tiny-vit", "--out", str(tmp_path / "w"), "--weights", str(tmp_path / "nope.pt")]
+        )
+        == cli.BAD_WEIGHTS
+    )
     assert "nope.pt does not exist" in capsys.readouterr().err
     assert not (tmp_path / "w").exists()
 
@@ -168,9 +226,23 @@ def test_interrupted_export_leaves_no_bundle(tmp_path, monkeypatch):
     def crash(*args, **kwargs):
         raise OSError("disk full")
 
-    monkeypatch.setattr("conformance.bundle.sha256_of", crash)
+    monkeypatch.setattr("conformance.bundle.write.sha256_of", crash)
     out = tmp_path / "bundle"
-    assert cli.main(["export", "--variant", "tiny-vit", "--out", str(out), "--exporter", "torchscript",
-                     "--export-cache", str(tmp_path / "c")]) == cli.USAGE
+    assert (
+        cli.main(
+            [
+                "export",
+                "--variant",
+                "tiny-vit",
+                "--out",
+                str(out),
+                "--exporter",
+                "torchscript",
+                "--export-cache",
+                str(tmp_path / "c"),
+            ]
+        )
+        == cli.USAGE
+    )
     assert not out.exists()
     assert [p.name for p in tmp_path.iterdir()] == ["c"]

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from conformance import cli
-from conformance.bundle import open_bundle
+from conformance.bundle.manifest import open_bundle
 from conformance.checks.bundle import check_bundle_integrity
 from conformance.weights import sha256_of
 from tests.helpers import TINY_VIT, synthetic
@@ -83,17 +83,26 @@ def test_external_data_outside_the_bundle_fails(bundle, tmp_path, location):
 
 
 def test_official_claim_without_the_registry_hash_fails(bundle):
-    _edit(bundle, lambda m: m.update(provenance={"kind": "official", "sha256": "ab" * 32, "path": "x.pt",
-                                                 "seed": None}))
+    _edit(
+        bundle, lambda m: m.update(provenance={"kind": "official", "sha256": "ab" * 32, "path": "x.pt", "seed": None})
+    )
     result = check_bundle_integrity(bundle)
     assert not result.passed and "official" in result.message
 
 
-@pytest.mark.parametrize(("key", "value"), [("exporter", "torchscript"), ("opset", 17), ("precision", "fp16")])
+@pytest.mark.parametrize(("key", "value"), [("exporter", "torchscript"), ("opset", 17)])
 def test_manifest_disagreeing_with_the_graphs_fails(bundle, key, value):
     _edit(bundle, lambda m: m.update({key: value}))
     result = check_bundle_integrity(bundle)
     assert not result.passed and key in result.message
+
+
+@pytest.mark.parametrize(("key", "value"), [("precision", "fp16"), ("target", "ort-opt"), ("profile", "static")])
+def test_graph_axes_disagreeing_with_the_graph_fail(bundle, key, value):
+    """A graph relabelled with another precision, target or shape profile than it was exported as."""
+    _edit(bundle, lambda m: m["graphs"]["image"].update({key: value}))
+    result = check_bundle_integrity(bundle)
+    assert not result.passed and key in result.message.lower()
 
 
 def test_manifest_token_dtype_disagreeing_with_the_graph_fails(bundle):
@@ -109,10 +118,15 @@ def test_weights_given_for_a_synthetic_bundle_fail(shipped, tmp_path):
     result = check_bundle_integrity(shipped, weights=checkpoint)
     assert not result.passed
     assert "synthetic" in result.message and "ViT-B-32.pt" in result.message
-    from fixtures.subjects import SubjectFactory
+    from fixtures.models import Models
 
-    factory = SubjectFactory(cache=None, weights_path=checkpoint, seed=0, device="cpu",  # type: ignore[arg-type]
-                             progress=lambda m: None)
+    factory = Models(
+        cache=None,
+        weights_path=checkpoint,
+        seed=0,
+        device="cpu",  # type: ignore[arg-type]
+        progress=lambda m: None,
+    )
     with pytest.raises(Exception, match="synthetic"):
         factory.reference_for(open_bundle(shipped))
 
@@ -123,18 +137,26 @@ def test_bundle_of_an_older_synthetic_scheme_is_refused_not_rebuilt(bundle):
     result = check_bundle_integrity(bundle)
     assert not result.passed and "scheme 'synthetic/1'" in result.message
     assert "export the bundle again" in result.message
-    from fixtures.subjects import SubjectFactory
+    from fixtures.models import Models
 
-    factory = SubjectFactory(cache=None, weights_path=None, seed=0, device="cpu",  # type: ignore[arg-type]
-                             progress=lambda m: None)
+    factory = Models(
+        cache=None,
+        weights_path=None,
+        seed=0,
+        device="cpu",  # type: ignore[arg-type]
+        progress=lambda m: None,
+    )
     with pytest.raises(Exception, match="synthetic/1"):
         factory.reference_for(open_bundle(bundle))
 
 
-@pytest.mark.parametrize(("key", "value", "expected"), [
-    ("eot_id", 49406, "EOT id 49406 is not the largest id"),
-    ("bpe_sha256", "0" * 64, "bpe_sha256"),
-])
+@pytest.mark.parametrize(
+    ("key", "value", "expected"),
+    [
+        ("eot_id", 49406, "EOT id 49406 is not the largest id"),
+        ("bpe_sha256", "0" * 64, "bpe_sha256"),
+    ],
+)
 def test_tokenizer_record_is_checked(bundle, key, value, expected):
     _edit(bundle, lambda m: m["tokenizer"].update({key: value}))
     result = check_bundle_integrity(bundle)

@@ -6,8 +6,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from conformance.case import Case, Exporter
 from conformance.encoders import EncoderKind
-from conformance.export import ExportCache, Exporter, ExportError, ExportSpec
+from conformance.export import ExportCache, ExportError, ExportSpec
 from conformance.weights import Provenance
 from tests.helpers import TINY_RN, TINY_VIT, synthetic
 
@@ -24,7 +25,7 @@ def test_export_leaves_the_source_model_bitwise_unchanged(variant, exporter, tmp
     before, training = _snapshot(loaded.model), loaded.model.training
     cache = ExportCache(tmp_path, progress=lambda m: None)
     for encoder in EncoderKind:
-        cache.get(ExportSpec(variant, encoder, exporter), loaded.model, loaded.provenance)
+        cache.get(ExportSpec(Case(variant, encoder, exporter)), loaded.model, loaded.provenance)
     after = loaded.model.state_dict()
     assert loaded.model.training == training is False
     assert all(torch.equal(before[k], after[k]) for k in before), "export changed the model's weights"
@@ -35,8 +36,8 @@ def _counting_cache(root, messages):
 
 
 def test_second_run_reuses_the_cached_export(tmp_path):
-    loaded, messages = synthetic(TINY_VIT), []
-    spec = ExportSpec(TINY_VIT, EncoderKind.IMAGE, Exporter.TORCHSCRIPT)
+    loaded, messages = synthetic(TINY_VIT), list[str]()
+    spec = ExportSpec(Case(TINY_VIT, EncoderKind.IMAGE, Exporter.TORCHSCRIPT))
     first = _counting_cache(tmp_path, messages).get(spec, loaded.model, loaded.provenance)
     second = _counting_cache(tmp_path, messages).get(spec, loaded.model, loaded.provenance)  # a new run
     assert sum(m.startswith("exporting") for m in messages) == 1
@@ -45,23 +46,23 @@ def test_second_run_reuses_the_cached_export(tmp_path):
 
 
 def test_cache_key_changes_with_everything_that_changes_the_output():
-    spec = ExportSpec(TINY_VIT, EncoderKind.IMAGE, Exporter.TORCHSCRIPT)
+    spec = ExportSpec(Case(TINY_VIT, EncoderKind.IMAGE, Exporter.TORCHSCRIPT))
     synthetic0 = Provenance.synthetic(0)
     keys = {
         spec.cache_key(synthetic0),
         spec.cache_key(Provenance.synthetic(1)),
         spec.cache_key(Provenance(kind="official", sha256="ab" * 32)),
-        ExportSpec(TINY_VIT, EncoderKind.TEXT_SPLIT, Exporter.TORCHSCRIPT).cache_key(synthetic0),
-        ExportSpec(TINY_VIT, EncoderKind.IMAGE, Exporter.DYNAMO).cache_key(synthetic0),
-        ExportSpec(TINY_VIT, EncoderKind.IMAGE, Exporter.TORCHSCRIPT, opset=18).cache_key(synthetic0),
-        ExportSpec(TINY_RN, EncoderKind.IMAGE, Exporter.TORCHSCRIPT).cache_key(synthetic0),
+        ExportSpec(Case(TINY_VIT, EncoderKind.TEXT_SPLIT, Exporter.TORCHSCRIPT)).cache_key(synthetic0),
+        ExportSpec(Case(TINY_VIT, EncoderKind.IMAGE, Exporter.DYNAMO)).cache_key(synthetic0),
+        ExportSpec(Case(TINY_VIT, EncoderKind.IMAGE, Exporter.TORCHSCRIPT, opset=18)).cache_key(synthetic0),
+        ExportSpec(Case(TINY_RN, EncoderKind.IMAGE, Exporter.TORCHSCRIPT)).cache_key(synthetic0),
     }
     assert len(keys) == 7
 
 
 def test_failed_export_leaves_nothing_a_later_run_trusts(tmp_path, monkeypatch):
     loaded = synthetic(TINY_VIT)
-    spec = ExportSpec(TINY_VIT, EncoderKind.IMAGE, Exporter.TORCHSCRIPT)
+    spec = ExportSpec(Case(TINY_VIT, EncoderKind.IMAGE, Exporter.TORCHSCRIPT))
 
     def crash(module, example, path, spec):
         path.write_bytes(b"half a model")
@@ -75,8 +76,8 @@ def test_failed_export_leaves_nothing_a_later_run_trusts(tmp_path, monkeypatch):
 
 
 def test_damaged_cache_entry_is_exported_again(tmp_path):
-    loaded, messages = synthetic(TINY_VIT), []
-    spec = ExportSpec(TINY_VIT, EncoderKind.IMAGE, Exporter.DYNAMO)
+    loaded, messages = synthetic(TINY_VIT), list[str]()
+    spec = ExportSpec(Case(TINY_VIT, EncoderKind.IMAGE, Exporter.DYNAMO))
     artifact = _counting_cache(tmp_path, messages).get(spec, loaded.model, loaded.provenance)
     data = artifact.folder / "model.onnx.data"
     os.truncate(data, data.stat().st_size // 2)
@@ -86,15 +87,15 @@ def test_damaged_cache_entry_is_exported_again(tmp_path):
 
 
 def test_rebuild_reexports_entries_older_than_the_session(tmp_path):
-    loaded, messages = synthetic(TINY_VIT), []
-    spec = ExportSpec(TINY_VIT, EncoderKind.IMAGE, Exporter.TORCHSCRIPT)
+    loaded, messages = synthetic(TINY_VIT), list[str]()
+    spec = ExportSpec(Case(TINY_VIT, EncoderKind.IMAGE, Exporter.TORCHSCRIPT))
     _counting_cache(tmp_path, messages).get(spec, loaded.model, loaded.provenance)
     marker = next(tmp_path.rglob("artifact.json"))
     os.utime(marker, (0, 0))
     rebuilt = ExportCache(tmp_path, progress=messages.append, rebuild_older_than=1.0)
     rebuilt.get(spec, loaded.model, loaded.provenance)
     assert sum(m.startswith("exporting") for m in messages) == 2
-    assert json.loads(marker.read_text())["exporter"] == "torchscript"
+    assert json.loads(marker.read_text())["case"]["exporter"] == "torchscript"
 
 
 def test_dynamo_export_writes_external_data_and_records_it(tiny_cache):
@@ -108,7 +109,7 @@ def test_dynamo_export_writes_external_data_and_records_it(tiny_cache):
 
 def _export_in_another_process(root: str) -> None:
     loaded = synthetic(TINY_VIT)
-    spec = ExportSpec(TINY_VIT, EncoderKind.IMAGE, Exporter.TORCHSCRIPT)
+    spec = ExportSpec(Case(TINY_VIT, EncoderKind.IMAGE, Exporter.TORCHSCRIPT))
     ExportCache(Path(root), progress=lambda m: None).get(spec, loaded.model, loaded.provenance)
 
 

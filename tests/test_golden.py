@@ -3,6 +3,7 @@ published zero-shot probabilities for CLIP.png (official ViT-B/32 weights only).
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 
@@ -10,9 +11,9 @@ import numpy as np
 import pytest
 
 from conformance import inputs
+from conformance.case import Exporter
 from conformance.checks.known_answer import check_known_answer, clip_png
 from conformance.encoders import EncoderKind
-from conformance.export import Exporter
 from conformance.runtime import run_onnx, run_torch
 from conformance.variants import get
 from conformance.weights import Provenance
@@ -36,7 +37,7 @@ def _expected(variant) -> dict[str, np.ndarray]:
     if os.environ.get(REGENERATE):
         model = synthetic(variant).model
         outputs = {str(k): run_torch(model, k, golden_inputs(variant, k)) for k in EncoderKind}
-        np.savez_compressed(path, **outputs)
+        np.savez_compressed(path, **outputs)  # type: ignore[arg-type]  # numpy's stub types **kwds as bool
     if not path.exists():
         pytest.fail(f"{path} is missing: run `{REGENERATE}=1 python -m pytest tests/test_golden.py` and commit it")
     with np.load(path) as data:
@@ -45,17 +46,22 @@ def _expected(variant) -> dict[str, np.ndarray]:
 
 def _assert_golden(actual: np.ndarray, expected: np.ndarray, what: str) -> None:
     within = np.isfinite(actual).all() and np.allclose(actual, expected, atol=ATOL, rtol=RTOL)
-    assert within, (f"{what} moved from its golden output by {np.abs(actual - expected).max():.3g} (atol {ATOL}, "
-                    f"rtol {RTOL}). If the change is intended (new weights scheme, tokenizer, torch), regenerate "
-                    f"with {REGENERATE}=1 python -m pytest tests/test_golden.py, and say why in the commit.")
+    assert within, (
+        f"{what} moved from its golden output by {np.abs(actual - expected).max():.3g} (atol {ATOL}, "
+        f"rtol {RTOL}). If the change is intended (new weights scheme, tokenizer, torch), regenerate "
+        f"with {REGENERATE}=1 python -m pytest tests/test_golden.py, and say why in the commit."
+    )
 
 
 @pytest.mark.parametrize("variant", [TINY_VIT, TINY_RN], ids=lambda v: v.name)
 def test_torch_reference_matches_its_golden_outputs(variant):
     expected, model = _expected(variant), synthetic(variant).model
     for encoder in EncoderKind:
-        _assert_golden(run_torch(model, encoder, golden_inputs(variant, encoder)), expected[str(encoder)],
-                       f"{variant.name} {encoder} torch reference")
+        _assert_golden(
+            run_torch(model, encoder, golden_inputs(variant, encoder)),
+            expected[str(encoder)],
+            f"{variant.name} {encoder} torch reference",
+        )
 
 
 @pytest.mark.parametrize("variant", [TINY_VIT, TINY_RN], ids=lambda v: v.name)
@@ -64,8 +70,11 @@ def test_onnx_exports_match_the_golden_outputs(tiny_cache, variant):
     for encoder in EncoderKind:
         for exporter in Exporter:
             artifact = good(tiny_cache, variant, encoder, exporter)
-            _assert_golden(run_onnx(artifact, golden_inputs(variant, encoder)), expected[str(encoder)],
-                           f"{variant.name} {encoder} {exporter} export")
+            _assert_golden(
+                run_onnx(artifact, golden_inputs(variant, encoder)),
+                expected[str(encoder)],
+                f"{variant.name} {encoder} {exporter} export",
+            )
 
 
 def test_golden_comparison_catches_a_changed_reference():
@@ -79,9 +88,10 @@ def test_known_answer_skips_without_the_official_weights(tiny_cache):
     vit = get("ViT-B/32")
     model = synthetic(TINY_VIT).model
     image, text = good(tiny_cache, TINY_VIT, "image"), good(tiny_cache, TINY_VIT, "text-split")
-    result = check_known_answer(image, text, model, vit, Provenance.synthetic(0))
+    as_vit = dataclasses.replace(image, case=dataclasses.replace(image.case, variant=vit))
+    result = check_known_answer(as_vit, text, model)
     assert result.status == "skipped" and "needs the official ViT-B/32 checkpoint" in result.message
-    assert check_known_answer(image, text, model, TINY_VIT, Provenance.synthetic(0)).status == "skipped"
+    assert "for ViT-B/32 only" in check_known_answer(image, text, model).message
 
 
 def test_known_answer_can_fail(tmp_path):
@@ -95,5 +105,5 @@ def test_known_answer_can_fail(tmp_path):
     model = synthetic(vit).model
     image = good(cache, vit, "image")
     text = good(cache, vit, "text-split")
-    result = check_known_answer(image, text, model, vit, forged)
+    result = check_known_answer(dataclasses.replace(image, provenance=forged), text, model)
     assert result.status == "failed" and "differ from openai's published" in result.message

@@ -1,10 +1,12 @@
 import json
+import warnings
 
 import numpy as np
 import pytest
 import torch
 
 from conformance import inputs
+from conformance.case import Case, Exporter
 from conformance.checks.latency import (
     BaselineMatch,
     LatencyPlan,
@@ -15,29 +17,38 @@ from conformance.checks.latency import (
     summary,
 )
 from conformance.encoders import EncoderKind
-from conformance.export import ExportCache, Exporter, ExportSpec
+from conformance.export import ExportCache, ExportSpec
 from conformance.runtime import run_onnx, run_torch
 from conformance.tolerances import LatencyGate, latency_gate
 from conformance.variants import get
 from conformance.weights import Provenance
-from fixtures.latency import LatencySettings, batches_for, load_baseline
-from tests.helpers import TINY_VIT, good, slow_down, slow_down_by, synthetic
+from fixtures.latency import LatencySettings, load_baseline
+from tests.helpers import TINY_VIT, good, synthetic
+from tests.slowdown import slow_down, slow_down_by
 
-PLAN = LatencyPlan(batch=2, rounds=5, warmup=1)
+PLAN = LatencyPlan(batch=2, min_rounds=5, warmup=1, max_rounds=5)
 GATE = LatencyGate(1.5, "test gate")
 VIT_B32 = get("ViT-B/32")
 LOOSE = LatencyGate(1e9, "no ratio gate in this test")
 
 
 def test_measurement_records_every_figure(tiny_cache):
-    figures = measure_latency(good(tiny_cache, TINY_VIT, "image"), synthetic(TINY_VIT).model, TINY_VIT, PLAN)
+    figures = measure_latency(good(tiny_cache, TINY_VIT, "image"), synthetic(TINY_VIT).model, PLAN)
     ort, ref = figures["ort"], figures["torch"]
-    assert ort["rounds"] == ref["rounds"] == PLAN.rounds
+    assert ort["rounds"] == ref["rounds"] == PLAN.min_rounds == PLAN.max_rounds
     assert ort["p50_ms"] <= ort["p90_ms"] <= ort["p99_ms"]
     assert ort["items_per_s"] == pytest.approx(PLAN.batch / (ort["p50_ms"] / 1e3))
     assert figures["ratio_p50"] == pytest.approx(ort["p50_ms"] / ref["p50_ms"])
     assert figures["roofline_fraction"] == pytest.approx(figures["achieved_gflops"] / figures["matmul_peak_gflops"])
     assert figures["matmul_peak_gflops"] > 1
+
+
+def test_rounds_fit_the_time_budget_within_their_bounds():
+    plan = LatencyPlan(batch=8, min_rounds=5, warmup=1, budget_s=2.0, max_rounds=30)
+    assert plan.rounds_for(0.8) == 5  # a slow case still gets the stated minimum
+    assert plan.rounds_for(0.1) == 20  # a fast one as many as fit in the budget
+    assert plan.rounds_for(0.001) == 30  # never more than the maximum
+    assert plan.rounds_for(0.0) == 30
 
 
 def test_rounds_interleave_ort_and_torch():
@@ -58,7 +69,7 @@ def test_slowed_model_fails_the_ratio_gate(tiny_cache, tmp_path):
     x = np.random.default_rng(0).standard_normal((2, 3, 32, 32)).astype(np.float32)
     np.testing.assert_array_equal(run_onnx(slowed, x), run_onnx(good_artifact, x))  # same answers, only slower
     np.testing.assert_allclose(run_onnx(slowed, x), run_torch(synthetic(TINY_VIT).model, "image", x), atol=1e-5)
-    result = check_latency_of(slowed, synthetic(TINY_VIT).model, TINY_VIT, PLAN, GATE)
+    result = check_latency_of(slowed, synthetic(TINY_VIT).model, PLAN, GATE)
     assert not result.passed
     assert "x torch eager p50" in result.message and "(gate 1.5x at batch 2: test gate)" in result.message
     assert result.figures["ratio_p50"] > 1.5
@@ -76,23 +87,24 @@ def vitb32(tmp_path_factory) -> tuple[ExportCache, torch.nn.Module]:
 def test_export_slowed_1_7x_fails_the_data_gate_and_the_good_one_passes(vitb32, tmp_path, encoder, batch):
     """The gates mean something: an export 1.7x slower than a good one fails at each timed batch size."""
     cache, model = vitb32
-    good_artifact = cache.get(ExportSpec(VIT_B32, encoder, Exporter.TORCHSCRIPT), model, Provenance.synthetic(0))
+    good_artifact = cache.get(ExportSpec(Case(VIT_B32, encoder, Exporter.TORCHSCRIPT)), model, Provenance.synthetic(0))
     gate = latency_gate(variant=VIT_B32.name, encoder=str(encoder), batch=batch)
-    plan = LatencyPlan(batch=batch, rounds=7, warmup=2)
+    plan = LatencyPlan(batch=batch, min_rounds=7, warmup=2, max_rounds=7)
 
     def p50_seconds(artifact):
-        return measure_latency(artifact, model, VIT_B32, plan)["ort"]["p50_ms"] / 1e3
+        return measure_latency(artifact, model, plan)["ort"]["p50_ms"] / 1e3
 
-    slowed, achieved = slow_down_by(good_artifact, tmp_path, 1.7, inputs.batch_for(VIT_B32, encoder, batch),
-                                    measure=p50_seconds)
+    slowed, achieved = slow_down_by(
+        good_artifact, tmp_path, 1.7, inputs.batch_for(VIT_B32, encoder, batch), measure=p50_seconds
+    )
     assert 1.5 < achieved < 1.9, f"the slowed copy is {achieved:.2f}x, not about 1.7x"  # one p50 varies ~10%
-    fast, slow = (check_latency_of(a, model, VIT_B32, plan, gate) for a in (good_artifact, slowed))
+    fast, slow = (check_latency_of(a, model, plan, gate) for a in (good_artifact, slowed))
     assert fast.passed, fast.message
     assert not slow.passed and f"(gate {gate.max_ratio}x at batch {batch}" in slow.message
 
 
 def test_baseline_50_percent_faster_fails(tiny_cache):
-    figures = measure_latency(good(tiny_cache, TINY_VIT, "image"), synthetic(TINY_VIT).model, TINY_VIT, PLAN)
+    figures = measure_latency(good(tiny_cache, TINY_VIT, "image"), synthetic(TINY_VIT).model, PLAN)
     baseline = figures["ort"]["p50_ms"] * 0.5
     result = check_latency(figures, LOOSE, BaselineMatch(baseline), baseline_tolerance=0.10)
     assert not result.passed and "exceeds baseline" in result.message
@@ -101,11 +113,25 @@ def test_baseline_50_percent_faster_fails(tiny_cache):
 
 
 def _results_doc(cpu: str, threads: int, nodeid: str = "dist/v1-tiny-vit-image-dynamo-op20-batch1") -> dict:
-    return {"schema": "clip-conformance-results/1", "environment": {"cpu": cpu},
-            "tests": [{"nodeid": nodeid, "check": "latency", "variant": "tiny-vit", "encoder": "image",
-                       "exporter": "dynamo", "opset": 20, "artifact": {"precision": "fp32"},
-                       "figures": {"batch": 1, "ort_threads": threads, "ort": {"p50_ms": 4.0}}},
-                      {"nodeid": "b", "check": "parity", "figures": {}}]}
+    return {
+        "schema": "clip-conformance-results/2",
+        "environment": {"cpu": cpu},
+        "tests": [
+            {
+                "nodeid": nodeid,
+                "check": "latency",
+                "variant": "tiny-vit",
+                "encoder": "image",
+                "exporter": "dynamo",
+                "opset": 20,
+                "precision": "fp32",
+                "target": "onnx",
+                "profile": "dynamic",
+                "figures": {"batch": 1, "ort_threads": threads, "ort": {"p50_ms": 4.0}},
+            },
+            {"nodeid": "b", "check": "parity", "figures": {}},
+        ],
+    }
 
 
 def test_baseline_matches_by_case_not_node_id(tmp_path, tiny_cache):
@@ -116,8 +142,8 @@ def test_baseline_matches_by_case_not_node_id(tmp_path, tiny_cache):
     path.write_text(json.dumps(_results_doc(cpu_model(), threads())))
     settings = LatencySettings("quick", 0.10, load_baseline(path))
     artifact = good(tiny_cache, TINY_VIT, EncoderKind.IMAGE, Exporter.DYNAMO)  # another folder, same case
-    assert settings.baseline_for(artifact, 1, threads()) == BaselineMatch(4.0)
-    assert settings.baseline_for(artifact, 8, threads()) is None
+    assert settings.baseline_for(artifact.case, 1, threads()) == BaselineMatch(4.0)
+    assert settings.baseline_for(artifact.case, 8, threads()) is None
 
 
 @pytest.mark.parametrize("strict", [False, True])
@@ -127,26 +153,35 @@ def test_baseline_from_another_machine_is_skipped_or_fails_strictly(tmp_path, ti
     path = tmp_path / "results.json"
     path.write_text(json.dumps(_results_doc("Some Other CPU", threads())))
     settings = LatencySettings("quick", 0.10, load_baseline(path), strict=strict)
-    match = settings.baseline_for(good(tiny_cache, TINY_VIT, EncoderKind.IMAGE, Exporter.DYNAMO), 1, threads())
-    assert match is not None and "Some Other CPU" in match.skipped
-    figures = measure_latency(good(tiny_cache, TINY_VIT, "image"), synthetic(TINY_VIT).model, TINY_VIT,
-                              LatencyPlan(batch=1, rounds=3, warmup=1))
+    match = settings.baseline_for(good(tiny_cache, TINY_VIT, EncoderKind.IMAGE, Exporter.DYNAMO).case, 1, threads())
+    assert match is not None and "Some Other CPU" in str(match.skipped)
+    figures = measure_latency(
+        good(tiny_cache, TINY_VIT, "image"),
+        synthetic(TINY_VIT).model,
+        LatencyPlan(batch=1, min_rounds=3, warmup=1, max_rounds=3),
+    )
     result = check_latency(figures, LOOSE, match)
     assert result.passed is not strict and "Some Other CPU" in result.figures["baseline_skipped"]
     from conformance.versions import cpu_model
 
     path.write_text(json.dumps(_results_doc(cpu_model(), threads() + 1)))
     other_threads = LatencySettings("quick", 0.10, load_baseline(path), strict=strict)
-    match = other_threads.baseline_for(good(tiny_cache, TINY_VIT, EncoderKind.IMAGE, Exporter.DYNAMO), 1, threads())
-    assert match is not None and "ORT threads" in match.skipped
+    match = other_threads.baseline_for(
+        good(tiny_cache, TINY_VIT, EncoderKind.IMAGE, Exporter.DYNAMO).case, 1, threads()
+    )
+    assert match is not None and "ORT threads" in str(match.skipped)
 
 
 def test_baseline_is_read_from_an_earlier_results_json(tmp_path):
     path = tmp_path / "results.json"
     path.write_text(json.dumps(_results_doc("cpu", 2)))
-    assert load_baseline(path).p50_ms == {("tiny-vit", "image", "dynamo", 20, "fp32", 1): 4.0}
+    assert load_baseline(path).p50_ms == {("tiny-vit", "image", "dynamo", 20, "fp32", "onnx", "dynamic", 1): 4.0}
+    older = {**_results_doc("cpu", 2), "schema": "clip-conformance-results/1"}
+    path.write_text(json.dumps(older))
+    with pytest.raises(pytest.UsageError, match="written by an older version of this suite"):
+        load_baseline(path)
     path.write_text('{"schema": "other/1", "tests": []}')
-    with pytest.raises(pytest.UsageError, match="expected 'clip-conformance-results/1'"):
+    with pytest.raises(pytest.UsageError, match="expected 'clip-conformance-results/2'"):
         load_baseline(path)
     path.write_text("{not json")
     with pytest.raises(pytest.UsageError, match="not a usable results"):
@@ -156,22 +191,20 @@ def test_baseline_is_read_from_an_earlier_results_json(tmp_path):
 def test_batch_sizes_are_scaled_down_for_costly_variants():
     from conformance.variants import get
 
-    assert batches_for(get("ViT-B/32"), EncoderKind.IMAGE, [1, 8]) == [1, 8]
-    assert batches_for(get("RN50x64"), EncoderKind.IMAGE, [1, 8]) == [1]
-    assert batches_for(get("ViT-L/14@336px"), EncoderKind.IMAGE, [1, 8]) == [1]
+    assert inputs.latency_batches(get("ViT-B/32"), EncoderKind.IMAGE, [1, 8]) == [1, 8]
+    assert inputs.latency_batches(get("RN50x64"), EncoderKind.IMAGE, [1, 8]) == [1]
+    assert inputs.latency_batches(get("ViT-L/14@336px"), EncoderKind.IMAGE, [1, 8]) == [1]
 
 
 def test_baseline_matching_no_case_of_the_run_warns_loudly(tmp_path):
-    from types import SimpleNamespace
-
     from fixtures.latency import warn_if_baseline_matches_nothing
 
     path = tmp_path / "results.json"
     path.write_text(json.dumps(_results_doc("cpu", 2)))
     baseline = load_baseline(path)
-    case = {"variant": "tiny-vit", "encoder": "image", "exporter": "dynamo", "opset": 20, "batch": 8}
-    items = [SimpleNamespace(user_properties=[("case", case)])]
+    case = Case(TINY_VIT, EncoderKind.IMAGE, Exporter.DYNAMO, opset=20)
     with pytest.warns(UserWarning, match="matches none of this run's latency cases"):
-        warn_if_baseline_matches_nothing(baseline, items)  # type: ignore[arg-type]
-    items[0].user_properties[0][1]["batch"] = 1
-    warn_if_baseline_matches_nothing(baseline, items)  # type: ignore[arg-type]  # matches: no warning
+        warn_if_baseline_matches_nothing(baseline, [(case, 8)])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        warn_if_baseline_matches_nothing(baseline, [(case, 1)])  # matches: no warning

@@ -9,19 +9,20 @@ from conformance.checks.parity import check_parity, check_zero_shot_agreement
 from conformance.checks.projection import check_projection_roundtrip, check_split_matches_full
 from conformance.encoders import EncoderKind
 from conformance.tolerances import tolerance
-from tests.helpers import TINY_RN, TINY_VIT, good, poison_output, synthetic
+from tests.graph_edits import poison_output
+from tests.helpers import TINY_RN, TINY_VIT, good, synthetic
 
-PARITY = tolerance("parity", variant="tiny-vit", encoder="image", exporter="torchscript")
-ROWS = tolerance("row_independence", variant="tiny-vit", encoder="image", exporter="torchscript")
-PROJ = tolerance("projection", variant="tiny-vit", encoder="text-split", exporter="torchscript")
-SPLIT_FULL = tolerance("split_vs_full", variant="tiny-vit", encoder="text-full", exporter="torchscript")
+PARITY = tolerance("parity", {"variant": "tiny-vit", "encoder": "image", "exporter": "torchscript"})
+ROWS = tolerance("dynamic_batch", {"variant": "tiny-vit", "encoder": "image", "exporter": "torchscript"})
+PROJ = tolerance("projection_roundtrip", {"variant": "tiny-vit", "encoder": "text-split", "exporter": "torchscript"})
+SPLIT_FULL = tolerance("split_matches_full", {"variant": "tiny-vit", "encoder": "text-full", "exporter": "torchscript"})
 
 
 @pytest.mark.parametrize("mode", ["nan", "inf"])
 @pytest.mark.parametrize("encoder", list(EncoderKind), ids=str)
 def test_non_finite_output_fails_parity_naming_count_and_rows(tiny_cache, tmp_path, encoder, mode):
     broken = poison_output(good(tiny_cache, TINY_VIT, encoder), tmp_path / "b", mode)
-    result = check_parity(broken, synthetic(TINY_VIT).model, TINY_VIT, PARITY)
+    result = check_parity(broken, synthetic(TINY_VIT).model, PARITY)
     assert not result.passed, result.figures
     assert "non-finite" in result.message and "rows" in result.message
     assert result.figures["nonfinite_output"] > 0
@@ -30,19 +31,19 @@ def test_non_finite_output_fails_parity_naming_count_and_rows(tiny_cache, tmp_pa
 @pytest.mark.parametrize("mode", ["nan", "inf"])
 def test_non_finite_output_fails_batch_and_row_checks(tiny_cache, tmp_path, mode):
     broken = poison_output(good(tiny_cache, TINY_RN, EncoderKind.IMAGE), tmp_path / "b", mode)
-    assert not check_dynamic_batch(broken, TINY_RN, [1, 2, 3], ROWS).passed
-    result = check_row_independence(broken, TINY_RN, 3, ROWS)
+    assert not check_dynamic_batch(broken, [1, 2, 3], ROWS).passed
+    result = check_row_independence(broken, 3, ROWS)
     assert not result.passed and "non-finite" in result.message
 
 
 def test_nan_split_graph_fails_roundtrip_split_vs_full_and_zero_shot(tiny_cache, tmp_path):
     model = synthetic(TINY_VIT).model
     broken = poison_output(good(tiny_cache, TINY_VIT, EncoderKind.TEXT_SPLIT), tmp_path / "b", "nan")
-    assert not check_projection_roundtrip(broken, model, TINY_VIT, inputs.prompts(3), PROJ).passed
+    assert not check_projection_roundtrip(broken, model, inputs.prompts(3), PROJ).passed
     full = good(tiny_cache, TINY_VIT, EncoderKind.TEXT_FULL)
-    assert not check_split_matches_full(full, broken, TINY_VIT, SPLIT_FULL).passed
+    assert not check_split_matches_full(full, broken, SPLIT_FULL).passed
     image = good(tiny_cache, TINY_VIT, EncoderKind.IMAGE)
-    result = check_zero_shot_agreement(image, broken, model, TINY_VIT)
+    result = check_zero_shot_agreement(image, broken, model)
     assert not result.passed and "non-finite" in result.message
 
 
@@ -50,7 +51,7 @@ def test_non_finite_reference_is_a_reference_problem(tiny_cache):
     model = synthetic(TINY_VIT).model
     with __import__("torch").no_grad():
         model.visual.proj.fill_(float("nan"))
-    result = check_parity(good(tiny_cache, TINY_VIT, EncoderKind.IMAGE), model, TINY_VIT, PARITY)
+    result = check_parity(good(tiny_cache, TINY_VIT, EncoderKind.IMAGE), model, PARITY)
     assert not result.passed
     assert "torch reference" in result.message and "non-finite" in result.message
     assert result.figures["nonfinite_reference"] > 0

@@ -1,13 +1,13 @@
 import pytest
 import torch
 
+from conformance.case import Exporter
 from conformance.checks.parity import check_parity, check_zero_shot_agreement
 from conformance.encoders import EncoderKind
-from conformance.export import Exporter
 from conformance.tolerances import tolerance
 from tests.helpers import TINY_RN, TINY_VIT, export_model, good, synthetic
 
-PARITY = tolerance("parity", variant="tiny-vit", encoder="image", exporter="torchscript")
+PARITY = tolerance("parity", {"variant": "tiny-vit", "encoder": "image", "exporter": "torchscript"})
 
 
 @pytest.mark.parametrize("variant", [TINY_VIT, TINY_RN], ids=lambda v: v.name)
@@ -15,7 +15,7 @@ def test_good_exports_match_torch(tiny_cache, variant):
     model = synthetic(variant).model
     for encoder in EncoderKind:
         for exporter in Exporter:
-            result = check_parity(good(tiny_cache, variant, encoder, exporter), model, variant, PARITY)
+            result = check_parity(good(tiny_cache, variant, encoder, exporter), model, PARITY)
             assert result.passed, result.message
             assert result.figures["max_abs_err"] < PARITY.atol
             assert {"max_rel_err", "min_cosine", "batch"} <= set(result.figures)
@@ -36,14 +36,15 @@ PERTURBED = [
 ]
 
 
-@pytest.mark.parametrize(("variant", "encoder", "name", "index"), PERTURBED,
-                         ids=[f"{v.name}-{n}" for v, _, n, _ in PERTURBED])
+@pytest.mark.parametrize(
+    ("variant", "encoder", "name", "index"), PERTURBED, ids=[f"{v.name}-{n}" for v, _, n, _ in PERTURBED]
+)
 def test_one_weight_perturbed_by_1e_2_fails_parity(tmp_path, variant, encoder, name, index):
     reference, broken = synthetic(variant).model, synthetic(variant).model
     with torch.no_grad():
         broken.get_parameter(name)[index] += 1e-2
     artifact = export_model(broken, variant, encoder, tmp_path)
-    result = check_parity(artifact, reference, variant, PARITY)
+    result = check_parity(artifact, reference, PARITY)
     assert not result.passed, result.figures
     assert "onnx vs torch: max abs error" in result.message
 
@@ -51,7 +52,7 @@ def test_one_weight_perturbed_by_1e_2_fails_parity(tmp_path, variant, encoder, n
 def test_zero_shot_rankings_agree_for_good_exports(tiny_cache):
     model = synthetic(TINY_VIT).model
     image, text = good(tiny_cache, TINY_VIT, "image"), good(tiny_cache, TINY_VIT, "text-split", Exporter.DYNAMO)
-    result = check_zero_shot_agreement(image, text, model, TINY_VIT)
+    result = check_zero_shot_agreement(image, text, model)
     assert result.passed, result.message
     assert result.figures["top1_agreement"] == 1.0
 
@@ -59,7 +60,7 @@ def test_zero_shot_rankings_agree_for_good_exports(tiny_cache):
 def test_zero_shot_fails_for_an_image_encoder_of_other_weights(tmp_path, tiny_cache):
     other = export_model(synthetic(TINY_VIT, seed=9).model, TINY_VIT, EncoderKind.IMAGE, tmp_path)
     text = good(tiny_cache, TINY_VIT, "text-split")
-    result = check_zero_shot_agreement(other, text, synthetic(TINY_VIT).model, TINY_VIT)
+    result = check_zero_shot_agreement(other, text, synthetic(TINY_VIT).model)
     assert not result.passed and "onnx ranks texts" in result.message
 
 
@@ -70,7 +71,7 @@ def test_image_graph_right_only_at_the_parity_batch_size_fails(tiny_cache, tmp_p
     model = synthetic(TINY_VIT).model
     batch = 4
     broken = batch_not_in_shift(good(tiny_cache, TINY_VIT, EncoderKind.IMAGE), tmp_path / "b", keep=(batch,))
-    result = check_parity(broken, model, TINY_VIT, PARITY, batch=batch)
+    result = check_parity(broken, model, PARITY, batch=batch)
     assert not result.passed and "onnx at batch 1 vs torch" in result.message
 
 
@@ -79,7 +80,7 @@ def test_text_full_pooling_the_wrong_token_mid_context_fails(tiny_cache, tmp_pat
     from tests.helpers import shift_argmax_mid_context
 
     broken = shift_argmax_mid_context(good(tiny_cache, TINY_VIT, EncoderKind.TEXT_FULL), tmp_path / "b")
-    assert not check_parity(broken, synthetic(TINY_VIT).model, TINY_VIT, PARITY).passed
+    assert not check_parity(broken, synthetic(TINY_VIT).model, PARITY).passed
 
 
 def test_split_graph_clamping_rare_token_ids_fails(tiny_cache, tmp_path):
@@ -87,4 +88,4 @@ def test_split_graph_clamping_rare_token_ids_fails(tiny_cache, tmp_path):
     from tests.helpers import shift_high_token_ids
 
     broken = shift_high_token_ids(good(tiny_cache, TINY_VIT, EncoderKind.TEXT_SPLIT), tmp_path / "b")
-    assert not check_parity(broken, synthetic(TINY_VIT).model, TINY_VIT, PARITY).passed
+    assert not check_parity(broken, synthetic(TINY_VIT).model, PARITY).passed

@@ -15,8 +15,13 @@ def pytest_run(repo_root: Path, *args: str, timeout: int = 300) -> subprocess.Co
     """A run as the user types it, but its reports go to a temp folder: reports/ holds the user's last run."""
     if not any(arg.startswith("--report-dir") for arg in args):
         args = (*args, f"--report-dir={tempfile.mkdtemp(prefix='selftest-reports-')}")
-    return subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *args], cwd=repo_root,
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *args],
+        cwd=repo_root,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def test_unknown_variant_is_a_usage_error_naming_the_nine(repo_root):
@@ -35,40 +40,88 @@ def test_all_collects_the_matrix_for_the_nine(repo_root):
         for encoder in ("image", "text-split", "text-full"):
             for exporter in ("torchscript", "dynamo"):
                 case = f"{variant.slug}-{encoder}-{exporter}-op20]"
-                assert any(i.startswith("conformance/test_parity.py::test_parity[") and i.endswith(case)
-                           for i in ids), case
+                assert any(
+                    i.startswith("conformance/test_checks.py::test_parity[") and i.endswith(case) for i in ids
+                ), case
         assert any(i.endswith(f"test_zero_shot_agreement[{variant.slug}-dynamo-op20]") for i in ids)
     assert not any("tiny" in i for i in ids)
 
 
 def test_options_narrow_the_matrix(repo_root):
-    run = pytest_run(repo_root, "--variant", "RN50", "--exporter", "dynamo", "--opset", "18", "--collect-only",
-                     "-q", "conformance/test_validity.py")
+    run = pytest_run(
+        repo_root,
+        "--variant",
+        "RN50",
+        "--exporter",
+        "dynamo",
+        "--opset",
+        "18",
+        "--collect-only",
+        "-q",
+        "conformance/test_checks.py::test_opset_validity",
+    )
     ids = [line for line in run.stdout.splitlines() if "::" in line]
-    assert ids == [f"conformance/test_validity.py::test_opset_validity[RN50-{k}-dynamo-op18]"
-                   for k in ("image", "text-split", "text-full")]
+    assert ids == [
+        f"conformance/test_checks.py::test_opset_validity[RN50-{k}-dynamo-op18]"
+        for k in ("image", "text-split", "text-full")
+    ]
 
 
 def test_report_header_names_versions_weights_and_cpu(repo_root):
-    run = pytest_run(repo_root, "--variant", "ViT-B/32", "--collect-only", "-q", "conformance/test_validity.py",
-                     "-o", "console_output_style=classic", "--verbose")
-    for needle in ("clip-conformance: variants ViT-B/32", "torch 2.", "onnxruntime ", "clip 1.0.1", "cpu: ",
-                   "threads", "weights: ViT-B/32: synthetic weights, seed 0"):
+    run = pytest_run(
+        repo_root,
+        "--variant",
+        "ViT-B/32",
+        "--collect-only",
+        "-q",
+        "conformance/test_checks.py::test_opset_validity",
+        "-o",
+        "console_output_style=classic",
+        "--verbose",
+    )
+    for needle in (
+        "clip-conformance: variants ViT-B/32",
+        "torch 2.",
+        "onnxruntime ",
+        "clip 1.0.1",
+        "cpu: ",
+        "threads",
+        "weights: ViT-B/32: synthetic weights, seed 0",
+    ):
         assert needle in run.stdout, needle
 
 
 def test_xfail_file_marks_tests_and_warns_on_stale_entries(repo_root, tmp_path):
     xfails = tmp_path / "xfails.txt"
-    xfails.write_text("test_io_contract[tiny-rn-image-torchscript-op20]  # example reason\n"
-                      "test_nothing_like_this[*]  # stale entry\n")
-    run = pytest_run(repo_root, "--variant", "tiny-rn", "--exporter", "torchscript", f"--xfails={xfails}",
-                     f"--export-cache={tmp_path / 'cache'}", "-rxX", "conformance/test_contract.py")
+    xfails.write_text(
+        "test_io_contract[tiny-rn-image-torchscript-op20]  # example reason\ntest_nothing_like_this[*]  # stale entry\n"
+    )
+    run = pytest_run(
+        repo_root,
+        "--variant",
+        "tiny-rn",
+        "--exporter",
+        "torchscript",
+        f"--xfails={xfails}",
+        f"--export-cache={tmp_path / 'cache'}",
+        "-rxX",
+        "conformance/test_checks.py::test_io_contract",
+    )
     assert run.returncode == 0, run.stdout
     assert "XPASS" in run.stdout and "example reason" in run.stdout
     assert "'test_nothing_like_this[*]' matches no collected test" in run.stdout
 
-    strict = pytest_run(repo_root, "--variant", "tiny-rn", "--exporter", "torchscript", f"--xfails={xfails}",
-                        f"--export-cache={tmp_path / 'cache'}", "--strict-xfails", "conformance/test_contract.py")
+    strict = pytest_run(
+        repo_root,
+        "--variant",
+        "tiny-rn",
+        "--exporter",
+        "torchscript",
+        f"--xfails={xfails}",
+        f"--export-cache={tmp_path / 'cache'}",
+        "--strict-xfails",
+        "conformance/test_checks.py::test_io_contract",
+    )
     assert strict.returncode == 1 and "XPASS(strict)" in strict.stdout
 
 
@@ -81,14 +134,29 @@ def test_xfail_entry_without_reason_is_a_usage_error(repo_root, tmp_path):
 
 def test_xdist_groups_by_variant_exports_once_and_a_warm_run_exports_nothing(repo_root, tmp_path):
     cache = tmp_path / "cache"
-    args = ["--variant", "tiny-rn", "--variant", "tiny-vit", "-n", "2", f"--export-cache={cache}",
-            "--latency=none", f"--report-dir={tmp_path / 'r'}", "-k", "validity", "-v"]
+    args = [
+        "--variant",
+        "tiny-rn",
+        "--variant",
+        "tiny-vit",
+        "-n",
+        "2",
+        f"--export-cache={cache}",
+        "--latency=none",
+        f"--report-dir={tmp_path / 'r'}",
+        "-k",
+        "validity",
+        "-v",
+    ]
     first = pytest_run(repo_root, *args)
     assert first.returncode == 0, first.stdout[-2000:]
     log = (cache / "exports.log").read_text().splitlines()
     assert sorted(line.split()[2] for line in log) == sorted(
-        f"{v}-{k}-{e}-op20" for v in ("tiny-rn", "tiny-vit") for k in ("image", "text-split", "text-full")
-        for e in ("torchscript", "dynamo"))
+        f"{v}-{k}-{e}-op20"
+        for v in ("tiny-rn", "tiny-vit")
+        for k in ("image", "text-split", "text-full")
+        for e in ("torchscript", "dynamo")
+    )
     for variant in ("tiny-rn", "tiny-vit"):  # the plugin's scheduler: one worker per variant
         assert len({line.split()[1] for line in log if f" {variant}-" in line}) == 1
     results = json.loads((tmp_path / "r" / "results.json").read_text())
@@ -103,9 +171,19 @@ def test_device_cuda_skips_cleanly_without_a_gpu(repo_root, tmp_path):
 
     if torch.cuda.is_available():
         pytest.skip("this machine has a GPU; the skip path is for machines without one")
-    run = pytest_run(repo_root, "--variant", "tiny-rn", "--exporter", "torchscript", "--device", "cuda",
-                     f"--export-cache={tmp_path / 'c'}", f"--report-dir={tmp_path / 'r'}", "-rs",
-                     "conformance/test_validity.py")
+    run = pytest_run(
+        repo_root,
+        "--variant",
+        "tiny-rn",
+        "--exporter",
+        "torchscript",
+        "--device",
+        "cuda",
+        f"--export-cache={tmp_path / 'c'}",
+        f"--report-dir={tmp_path / 'r'}",
+        "-rs",
+        "conformance/test_checks.py::test_opset_validity",
+    )
     assert run.returncode == 0, run.stdout[-2000:]
     assert "3 skipped" in run.stdout and "torch.cuda.is_available() is False" in run.stdout
     assert not (tmp_path / "c").exists() or not list((tmp_path / "c").rglob("*.onnx"))
@@ -115,8 +193,17 @@ def test_xfail_entry_matching_most_of_the_run_is_refused(repo_root, tmp_path):
     """An expected-failures entry that swallows the run would turn every failure into a green gate."""
     xfails = tmp_path / "xfails.txt"
     xfails.write_text("test_*  # temporarily, until the exporter is fixed\n")
-    run = pytest_run(repo_root, "--variant", "tiny-rn", f"--xfails={xfails}", f"--report-dir={tmp_path / 'r'}",
-                     "--collect-only", "-q", "-k", "validity")
+    run = pytest_run(
+        repo_root,
+        "--variant",
+        "tiny-rn",
+        f"--xfails={xfails}",
+        f"--report-dir={tmp_path / 'r'}",
+        "--collect-only",
+        "-q",
+        "-k",
+        "validity",
+    )
     assert run.returncode == 4, run.stdout[-2000:]
     assert "matches" in run.stderr and "of the" in run.stderr and "test_*" in run.stderr
     assert "Traceback" not in run.stderr
@@ -125,9 +212,17 @@ def test_xfail_entry_matching_most_of_the_run_is_refused(repo_root, tmp_path):
 def test_bad_weights_message_is_one_line_without_the_exception_chain(repo_root, tmp_path):
     empty = tmp_path / "empty.pt"
     empty.write_bytes(b"")
-    run = pytest_run(repo_root, "--variant", "tiny-vit", "--exporter", "torchscript", f"--weights={empty}",
-                     f"--export-cache={tmp_path / 'c'}", f"--report-dir={tmp_path / 'r'}",
-                     "conformance/test_validity.py")
+    run = pytest_run(
+        repo_root,
+        "--variant",
+        "tiny-vit",
+        "--exporter",
+        "torchscript",
+        f"--weights={empty}",
+        f"--export-cache={tmp_path / 'c'}",
+        f"--report-dir={tmp_path / 'r'}",
+        "conformance/test_checks.py::test_opset_validity",
+    )
     assert run.returncode == 1
     tests = json.loads((tmp_path / "r" / "results.json").read_text())["tests"]
     for test in tests:

@@ -24,14 +24,40 @@ def shards(tmp_path_factory, repo_root) -> dict[str, Path]:
     """Two real runs: tiny-vit with a latency baseline it cannot meet (so it fails), tiny-rn passing."""
     root = tmp_path_factory.mktemp("shards")
     baseline = root / "baseline.json"
-    baseline.write_text(json.dumps({"schema": schema.SCHEMA, "environment": {"cpu": cpu_model()}, "tests": [{
-        "nodeid": "conformance/test_latency.py::test_latency[tiny-vit-image-torchscript-op20-batch1]",
-        "variant": "tiny-vit", "encoder": "image", "exporter": "torchscript", "opset": 20, "check": "latency",
-        "figures": {"batch": 1, "ort_threads": thread_count(), "ort": {"p50_ms": 1e-6}}}]}))
-    common = ["-m", "pytest", "-p", "no:cacheprovider", "--exporter", "torchscript", f"--export-cache={root / 'c'}",
-              "--latency-batches", "1,2"]
-    vit = _run(repo_root, *common, "--variant", "tiny-vit", f"--report-dir={root / 'vit'}",
-               f"--latency-baseline={baseline}")
+    baseline.write_text(
+        json.dumps(
+            {
+                "schema": schema.SCHEMA,
+                "environment": {"cpu": cpu_model()},
+                "tests": [
+                    {
+                        "nodeid": "conformance/test_checks.py::test_latency[tiny-vit-image-torchscript-op20-batch1]",
+                        "variant": "tiny-vit",
+                        "encoder": "image",
+                        "exporter": "torchscript",
+                        "opset": 20,
+                        "check": "latency",
+                        "figures": {"batch": 1, "ort_threads": thread_count(), "ort": {"p50_ms": 1e-6}},
+                    }
+                ],
+            }
+        )
+    )
+    common = [
+        "-m",
+        "pytest",
+        "-p",
+        "no:cacheprovider",
+        "--exporter",
+        "torchscript",
+        f"--export-cache={root / 'c'}",
+        "--latency=full",
+        "--latency-batches",
+        "1,2",
+    ]
+    vit = _run(
+        repo_root, *common, "--variant", "tiny-vit", f"--report-dir={root / 'vit'}", f"--latency-baseline={baseline}"
+    )
     rn = _run(repo_root, *common, "--variant", "tiny-rn", f"--report-dir={root / 'rn'}", "-k", "validity or contract")
     assert vit.returncode == 1, vit.stdout[-3000:]
     assert rn.returncode == 0, rn.stdout[-3000:]
@@ -41,8 +67,9 @@ def shards(tmp_path_factory, repo_root) -> dict[str, Path]:
 def test_run_writes_results_junit_and_html(shards):
     doc = schema.load(shards["vit"] / "results.json")
     assert doc["exit_status"] == 1 and doc["verdict"] == "fail"
-    assert doc["provenance"] == {"tiny-vit": {"kind": "synthetic", "sha256": None, "path": None, "seed": 0,
-                                              "scheme": "synthetic/2"}}
+    assert doc["provenance"] == {
+        "tiny-vit": {"kind": "synthetic", "sha256": None, "path": None, "seed": 0, "scheme": "synthetic/2"}
+    }
     assert {"torch", "onnxruntime", "cpu", "threads"} <= set(doc["environment"])
     by_id = {t["nodeid"].split("::")[-1]: t for t in doc["tests"]}
     gated = by_id["test_latency[tiny-vit-image-torchscript-op20-batch1]"]
@@ -58,8 +85,15 @@ def test_run_writes_results_junit_and_html(shards):
 
 def test_merge_holds_both_shards_rows(shards, repo_root):
     out = shards["root"] / "merged"
-    run = _run(repo_root, "-m", "conformance", "merge", str(shards["vit"] / "results.json"),
-               str(shards["rn"] / "results.json"), f"--out={out}")
+    run = _run(
+        repo_root,
+        "-m",
+        "conformance",
+        "merge",
+        str(shards["vit"] / "results.json"),
+        str(shards["rn"] / "results.json"),
+        f"--out={out}",
+    )
     assert run.returncode == 1, run.stdout + run.stderr  # the worst shard's exit status
     merged = schema.load(out / "results.json")
     assert {t["variant"] for t in merged["tests"]} == {"tiny-vit", "tiny-rn"}
@@ -72,19 +106,44 @@ def test_merge_refuses_a_foreign_file(tmp_path, repo_root):
     bogus = tmp_path / "results.json"
     bogus.write_text('{"schema": "something-else/9"}')
     run = _run(repo_root, "-m", "conformance", "merge", str(bogus), f"--out={tmp_path / 'o'}")
-    assert run.returncode == 2 and "expected 'clip-conformance-results/1'" in run.stderr
+    assert run.returncode == 2 and "expected 'clip-conformance-results/2'" in run.stderr
     assert not (tmp_path / "o").exists()
 
 
 def test_render_shows_verdict_matrix_and_xfails():
     tests = [
-        {"nodeid": "t::test_parity[v-image-dynamo-op20]", "test": "parity", "check": "parity", "variant": "v",
-         "encoder": "image", "exporter": "dynamo", "opset": 20, "batch": None, "outcome": "failed",
-         "duration_s": 0.1, "message": "onnx vs torch: max abs error 0.01", "xfail_reason": None,
-         "figures": {"max_abs_err": 0.01}, "artifact": None},
-        {"nodeid": "t::test_io_contract[v-image-dynamo-op20]", "test": "io_contract", "check": "contract",
-         "variant": "v", "encoder": "image", "exporter": "dynamo", "opset": 20, "batch": None, "outcome": "xfailed",
-         "duration_s": 0.1, "message": "", "xfail_reason": "known: static batch", "figures": {}, "artifact": None},
+        {
+            "nodeid": "t::test_parity[v-image-dynamo-op20]",
+            "test": "parity",
+            "check": "parity",
+            "variant": "v",
+            "encoder": "image",
+            "exporter": "dynamo",
+            "opset": 20,
+            "batch": None,
+            "outcome": "failed",
+            "duration_s": 0.1,
+            "message": "onnx vs torch: max abs error 0.01",
+            "xfail_reason": None,
+            "figures": {"max_abs_err": 0.01},
+            "artifact": None,
+        },
+        {
+            "nodeid": "t::test_io_contract[v-image-dynamo-op20]",
+            "test": "io_contract",
+            "check": "contract",
+            "variant": "v",
+            "encoder": "image",
+            "exporter": "dynamo",
+            "opset": 20,
+            "batch": None,
+            "outcome": "xfailed",
+            "duration_s": 0.1,
+            "message": "",
+            "xfail_reason": "known: static batch",
+            "figures": {},
+            "artifact": None,
+        },
     ]
     page = html.render(schema.document(tests, 1, {"cpu": "x"}, {}, {}))
     assert "FAIL: do not ship" in page and "exit status 1" in page
@@ -97,8 +156,14 @@ def test_report_renders_in_chromium(shards):
     from playwright.sync_api import sync_playwright
 
     screenshot = shards["root"] / "report-selftest.png"  # under tmp: reports/ holds the user's last run
-    flags = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-             "--disable-sync", "--no-first-run"]
+    flags = [
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+    ]
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=flags)
         page = browser.new_page(viewport={"width": 1500, "height": 900})
@@ -108,7 +173,8 @@ def test_report_renders_in_chromium(shards):
         rows = page.locator("#matrix tr.row")
         assert rows.count() == 4  # image, text-split, text-full, and the image+text pair
         failed = page.locator("#matrix td.cell.failed").first
-        assert failed.is_visible() and failed.bounding_box()["width"] > 20
+        box = failed.bounding_box()
+        assert failed.is_visible() and box is not None and box["width"] > 20
         message = failed.locator(".msg").first
         assert not message.is_visible()
         failed.locator("summary").click()

@@ -16,7 +16,7 @@ from conformance.tolerances import tolerance
 from conformance.variants import Variant
 from tests.helpers import TINY_RN, TINY_VIT, synthetic
 
-PARITY = tolerance("parity", variant="tiny-vit", encoder="image", exporter="torchscript")
+PARITY = tolerance("parity", {"variant": "tiny-vit", "encoder": "image", "exporter": "torchscript"})
 TEXT_PREFIXES = ("token_embedding.", "positional_embedding", "transformer.", "ln_final.")
 # Tensors that no export can get wrong in a way anyone observes, with the reason.
 UNOBSERVABLE = {
@@ -32,8 +32,11 @@ READ_BY = {
 def read_tensors(model: torch.nn.Module, encoder: EncoderKind) -> dict[str, torch.Tensor]:
     """Every parameter and buffer the encoder's graph reads (BN's batch counter is never read in eval)."""
     tensors = {**dict(model.named_parameters()), **dict(model.named_buffers())}
-    return {name: t for name, t in tensors.items() if name.startswith(READ_BY[encoder])
-            and not name.endswith("num_batches_tracked") and name not in UNOBSERVABLE}
+    return {
+        name: t
+        for name, t in tensors.items()
+        if name.startswith(READ_BY[encoder]) and not name.endswith("num_batches_tracked") and name not in UNOBSERVABLE
+    }
 
 
 def _neutral(name: str, tensor: torch.Tensor) -> torch.Tensor:

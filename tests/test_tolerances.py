@@ -5,33 +5,53 @@ from conformance.tolerances import tolerance
 TABLE = {
     "defaults": {"fp32": {"parity": {"atol": 3e-5, "rtol": 1e-5, "min_cosine": 0.99999}}},
     "override": [
-        {"check": "parity", "match": {"variant": "RN50x64", "encoder": "image"}, "atol": 1e-4,
-         "reason": "deep RN tower, measured 4e-5"},
+        {
+            "check": "parity",
+            "match": {"variant": "RN50x64", "encoder": "image"},
+            "atol": 1e-4,
+            "reason": "deep RN tower, measured 4e-5",
+        },
         {"check": "row_independence", "match": {"variant": "RN50x64"}, "atol": 1.0, "reason": "other check"},
     ],
 }
 
 
 def test_defaults_apply_without_a_matching_override():
-    tol = tolerance("parity", variant="ViT-B/32", encoder="image", exporter="dynamo", table=TABLE)
+    tol = tolerance("parity", {"variant": "ViT-B/32", "encoder": "image", "exporter": "dynamo"}, table=TABLE)
     assert (tol.atol, tol.rtol, tol.min_cosine) == (3e-5, 1e-5, 0.99999)
     assert tol.reason == "default fp32 parity"
 
 
 def test_matching_override_replaces_only_its_values_and_carries_its_reason():
-    tol = tolerance("parity", variant="RN50x64", encoder="image", exporter="torchscript", table=TABLE)
+    tol = tolerance("parity", {"variant": "RN50x64", "encoder": "image", "exporter": "torchscript"}, table=TABLE)
     assert (tol.atol, tol.rtol) == (1e-4, 1e-5)
     assert tol.reason == "deep RN tower, measured 4e-5"
-    other = tolerance("parity", variant="RN50x64", encoder="text-split", exporter="torchscript", table=TABLE)
+    other = tolerance("parity", {"variant": "RN50x64", "encoder": "text-split", "exporter": "torchscript"}, table=TABLE)
     assert other.atol == 3e-5
 
 
-def test_shipped_file_has_every_check_the_suite_asks_for():
-    for check in ("parity", "row_independence", "projection", "split_vs_full"):
-        tol = tolerance(check, variant="ViT-B/32", encoder="image", exporter="dynamo")
-        assert 0 < tol.atol < 1e-4 and tol.min_cosine > 0.9999
+def test_shipped_file_has_every_check_the_registry_asks_for():
+    """Every registered check that compares numbers has its own table, named after it (or the one it names)."""
+    from conformance.registry import CHECKS
+
+    numeric = {"parity", "dynamic_batch", "row_independence", "projection_roundtrip", "split_matches_full"}
+    asked = {c.tolerance or c.name for c in CHECKS if (c.tolerance or c.name) in numeric}
+    assert asked == numeric
+    for check in asked:
+        tol = tolerance(check, {"variant": "ViT-B/32", "encoder": "image", "exporter": "dynamo"})
+        assert 0 < tol.atol < 1e-4 and tol.min_cosine > 0.9999, check
+
+
+def test_limits_load_with_their_values():
+    from conformance.tolerances import limits
+
+    caps = limits()
+    assert (caps.batch_gflops, caps.batch_min, caps.latency_gflops, caps.latency_min) == (160.0, 2, 80.0, 1)
+    assert caps.baseline_tolerance == 0.10 and caps.zero_shot_tie == 1e-5 and caps.quick_exporter == "dynamo"
+    assert caps.rounds["quick"].min_rounds >= 5 and caps.rounds["full"].min_rounds > caps.rounds["quick"].min_rounds
 
 
 def test_unknown_precision_is_an_error():
     with pytest.raises(KeyError):
-        tolerance("parity", variant="ViT-B/32", encoder="image", exporter="dynamo", precision="fp8", table=TABLE)
+        context = {"variant": "ViT-B/32", "encoder": "image", "exporter": "dynamo", "precision": "fp8"}
+        tolerance("parity", context, table=TABLE)

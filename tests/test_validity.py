@@ -3,9 +3,9 @@ import os
 import onnx
 import pytest
 
+from conformance.case import Exporter
 from conformance.checks.validity import check_opset_validity
 from conformance.encoders import EncoderKind
-from conformance.export import Exporter
 from tests.helpers import TINY_RN, TINY_VIT, copy_artifact, good
 
 
@@ -48,8 +48,9 @@ def test_truncated_graph_file_fails_with_a_clear_message(tiny_cache, tmp_path):
     os.truncate(artifact.onnx_path, artifact.onnx_path.stat().st_size // 3)
     result = check_opset_validity(artifact)
     assert not result.passed
-    assert "model.onnx" in result.message and ("not a readable ONNX model" in result.message
-                                              or "truncated" in result.message)
+    assert "model.onnx" in result.message and (
+        "not a readable ONNX model" in result.message or "truncated" in result.message
+    )
 
 
 def test_unexpected_domain_fails(tiny_cache, tmp_path):
@@ -64,8 +65,14 @@ def test_unexpected_domain_fails(tiny_cache, tmp_path):
 def _quick_gelu_function(domain: str, name: str) -> onnx.FunctionProto:
     """A model-local function whose body holds onnxruntime's contrib QuickGelu (x * sigmoid(1.702 x))."""
     body = [onnx.helper.make_node("QuickGelu", ["x"], ["y"], domain="com.microsoft", alpha=1.702)]
-    return onnx.helper.make_function(domain, name, ["x"], ["y"], body,
-                                     [onnx.helper.make_opsetid("", 20), onnx.helper.make_opsetid("com.microsoft", 1)])
+    return onnx.helper.make_function(
+        domain,
+        name,
+        ["x"],
+        ["y"],
+        body,
+        [onnx.helper.make_opsetid("", 20), onnx.helper.make_opsetid("com.microsoft", 1)],
+    )
 
 
 @pytest.mark.parametrize("where", ["function", "top-level beside a decoy function"])

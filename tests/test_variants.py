@@ -7,8 +7,15 @@ from conformance.clipcompat import clip
 
 def test_registry_holds_the_nine_official_variants():
     assert variants.official_names() == [
-        "RN50", "RN101", "RN50x4", "RN50x16", "RN50x64",
-        "ViT-B/32", "ViT-B/16", "ViT-L/14", "ViT-L/14@336px",
+        "RN50",
+        "RN101",
+        "RN50x4",
+        "RN50x16",
+        "RN50x64",
+        "ViT-B/32",
+        "ViT-B/16",
+        "ViT-L/14",
+        "ViT-L/14@336px",
     ]
     assert all(len(v.sha256 or "") == 64 for v in variants.OFFICIAL)
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from conformance import bundle_validation as rules
-from conformance.bundle import Bundle, BundleError, open_bundle
+from conformance.bundle import rules
+from conformance.bundle.manifest import Bundle, BundleError, open_bundle
 from conformance.encoders import EncoderKind
 from conformance.graph import graph_inputs, graph_outputs
 from conformance.results import CheckResult, failed, verdict
@@ -33,9 +33,14 @@ def check_bundle_integrity(folder: Path, weights: Path | None = None) -> CheckRe
         bundle = open_bundle(folder)
     except BundleError as exc:
         return failed(CHECK, str(exc))
-    figures = {"bundle": str(folder), "variant": bundle.variant.name, "exporter": bundle.manifest["exporter"],
-               "opset": bundle.manifest["opset"], "files": len(bundle.manifest["files"]),
-               "provenance": bundle.manifest["provenance"]}
+    figures = {
+        "bundle": str(folder),
+        "variant": bundle.variant.name,
+        "exporter": bundle.manifest["exporter"],
+        "opset": bundle.manifest["opset"],
+        "files": len(bundle.manifest["files"]),
+        "provenance": bundle.manifest["provenance"],
+    }
     problems = rules.file_problems(bundle) + rules.contract_problems(bundle)
     if not problems:
         graphs, problems = rules.load_graphs(bundle)

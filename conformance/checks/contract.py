@@ -7,13 +7,13 @@ from conformance.encoders import EncoderKind, expected_dims
 from conformance.export import TOKEN_DTYPES
 from conformance.graph import TensorSignature, graph_inputs, graph_outputs, load_structure
 from conformance.results import CheckResult, failed, verdict
-from conformance.variants import Variant
 
-CHECK = "contract"
+CHECK = "io_contract"
 
 
-def _tensor_problems(sig: TensorSignature, role: str, name: str, dtypes: tuple[str, ...],
-                     rest: tuple[int, ...]) -> list[str]:
+def _tensor_problems(
+    sig: TensorSignature, role: str, name: str, dtypes: tuple[str, ...], rest: tuple[int, ...]
+) -> list[str]:
     problems = []
     if sig.name != name:
         problems.append(f"{role} is named {sig.name!r}, expected {name!r}")
@@ -22,14 +22,16 @@ def _tensor_problems(sig: TensorSignature, role: str, name: str, dtypes: tuple[s
     if len(sig.dims) != len(rest) + 1:
         return [*problems, f"{role} {sig.name!r} has rank {len(sig.dims)} {sig.dims}, expected {len(rest) + 1}"]
     if not isinstance(sig.dims[0], str):
-        problems.append(f"{role} {sig.name!r} has a fixed batch dimension {sig.dims[0]!r}; it must be symbolic "
-                        "(the batch size was baked in at export time)")
+        problems.append(
+            f"{role} {sig.name!r} has a fixed batch dimension {sig.dims[0]!r}; it must be symbolic "
+            "(the batch size was baked in at export time)"
+        )
     if tuple(sig.dims[1:]) != rest:
         problems.append(f"{role} {sig.name!r} has dims {sig.dims[1:]}, expected {rest}")
     return problems
 
 
-def check_io_contract(artifact: Artifact, variant: Variant) -> CheckResult:
+def check_io_contract(artifact: Artifact) -> CheckResult:
     try:
         model = load_structure(artifact)
     except ArtifactError as exc:
@@ -38,7 +40,7 @@ def check_io_contract(artifact: Artifact, variant: Variant) -> CheckResult:
     figures = {"inputs": [vars(s) for s in inputs], "outputs": [vars(s) for s in outputs]}
     if len(inputs) != 1 or len(outputs) != 1:
         return failed(CHECK, f"expected one input and one output, found {len(inputs)} and {len(outputs)}", **figures)
-    in_rest, out_rest = expected_dims(variant, artifact.encoder)
+    in_rest, out_rest = expected_dims(artifact.variant, artifact.encoder)
     in_types = ("float32",) if artifact.encoder == EncoderKind.IMAGE else TOKEN_DTYPES
     problems = _tensor_problems(inputs[0], "input", artifact.input_name, in_types, in_rest)
     problems += _tensor_problems(outputs[0], "output", artifact.output_name, ("float32",), out_rest)

@@ -6,18 +6,15 @@ from __future__ import annotations
 from importlib import resources
 
 import numpy as np
-import torch
 
 from conformance.artifact import Artifact
 from conformance.checks.parity import similarity
 from conformance.checks.projection import load_projection
 from conformance.clipcompat import clip
-from conformance.encoders import project_text
+from conformance.encoders import ClipModel, project_text
 from conformance.inputs import tokens
 from conformance.results import CheckResult, error_line, failed, skipped, verdict
 from conformance.runtime import run_onnx
-from conformance.variants import Variant
-from conformance.weights import Provenance
 
 CHECK = "known_answer"
 # openai/CLIP's README: CLIP.png (its own figure, MIT) with the official ViT-B/32 weights and `preprocess`.
@@ -38,15 +35,18 @@ def clip_png() -> np.ndarray:
         return clip.clip._transform(224)(image).unsqueeze(0).numpy()
 
 
-def check_known_answer(image: Artifact, text_split: Artifact, model: torch.nn.Module, variant: Variant,
-                       provenance: Provenance) -> CheckResult:
+def check_known_answer(image: Artifact, text_split: Artifact, model: ClipModel) -> CheckResult:
     """Zero-shot probabilities for the README's image and labels, from the ONNX graphs and `project_text`,
     equal the published ones. Needs the official weights: without them the answer would be faked, so skip."""
+    variant, provenance = image.variant, image.provenance
     if variant.name != README_VARIANT:
         return skipped(CHECK, f"openai publishes known answers for {README_VARIANT} only")
     if provenance.kind != "official":
-        return skipped(CHECK, f"needs the official {README_VARIANT} checkpoint (sha256 {variant.sha256}); this "
-                              f"run has {provenance.describe()}: pass --weights=PATH to it")
+        return skipped(
+            CHECK,
+            f"needs the official {README_VARIANT} checkpoint (sha256 {variant.sha256}); this "
+            f"run has {provenance.describe()}: pass --weights=PATH to it",
+        )
     ids = tokens(list(README_LABELS), variant)
     try:
         text = project_text(run_onnx(text_split, ids), ids, load_projection(text_split))
@@ -55,8 +55,19 @@ def check_known_answer(image: Artifact, text_split: Artifact, model: torch.nn.Mo
         return failed(CHECK, f"onnx side failed: {error_line(exc)}")
     probs = np.exp(logits - logits.max()) / np.exp(logits - logits.max()).sum()
     worst = float(np.abs(probs[0] - np.array(README_PROBS)).max())
-    figures = {"labels": list(README_LABELS), "probs": probs[0].tolist(), "published": list(README_PROBS),
-               "max_abs_err": worst, "atol": ATOL}
-    problems = [] if worst <= ATOL else [f"probabilities {np.round(probs[0], 6).tolist()} differ from openai's "
-                                         f"published {list(README_PROBS)} by {worst:.2g} (atol {ATOL})"]
+    figures = {
+        "labels": list(README_LABELS),
+        "probs": probs[0].tolist(),
+        "published": list(README_PROBS),
+        "max_abs_err": worst,
+        "atol": ATOL,
+    }
+    problems = (
+        []
+        if worst <= ATOL
+        else [
+            f"probabilities {np.round(probs[0], 6).tolist()} differ from openai's "
+            f"published {list(README_PROBS)} by {worst:.2g} (atol {ATOL})"
+        ]
+    )
     return verdict(CHECK, problems, figures, "openai's published probabilities reproduced")

@@ -3,19 +3,18 @@
 from __future__ import annotations
 
 import numpy as np
-import torch
 
 from conformance import inputs
 from conformance.artifact import Artifact
 from conformance.checks.batch import single_outputs
-from conformance.encoders import EncoderKind, project_text
+from conformance.encoders import ClipModel, EncoderKind, project_text
 from conformance.numerics import Tolerance, compare, nonfinite_problem
+from conformance.outputs import onnx_output, torch_output
 from conformance.results import CheckResult, error_line, failed, verdict
-from conformance.runtime import run_onnx, run_torch
 from conformance.variants import Variant
 
 CHECK = "parity"
-CHECK_ZERO_SHOT = "zero_shot"
+CHECK_ZERO_SHOT = "zero_shot_agreement"
 # Item offsets: parity and zero-shot use other items than the batch checks (which start at item 0).
 PARITY_ITEMS, ZERO_SHOT_ITEMS = 1000, 2000
 SINGLES = 3  # batch-1 outputs of the batch checks' first items, compared with torch too
@@ -24,28 +23,32 @@ SINGLES = 3  # batch-1 outputs of the batch checks' first items, compared with t
 def parity_inputs(variant: Variant, encoder: EncoderKind, batch: int) -> np.ndarray:
     if encoder == EncoderKind.IMAGE:
         return inputs.images(variant, batch, offset=PARITY_ITEMS)
-    texts = [*inputs.prompts(batch, offset=PARITY_ITEMS), *inputs.EDGE_TEXTS["mixed-lengths"],
-             *inputs.EDGE_TEXTS["mid-lengths"], *inputs.EDGE_TEXTS["rare-tokens"]]
+    texts = [
+        *inputs.prompts(batch, offset=PARITY_ITEMS),
+        *inputs.EDGE_TEXTS["mixed-lengths"],
+        *inputs.EDGE_TEXTS["mid-lengths"],
+        *inputs.EDGE_TEXTS["rare-tokens"],
+    ]
     return inputs.tokens(texts, variant)
 
 
-def check_parity(artifact: Artifact, model: torch.nn.Module, variant: Variant, tol: Tolerance,
-                 batch: int = 4) -> CheckResult:
+def check_parity(artifact: Artifact, model: ClipModel, tol: Tolerance, batch: int = 4) -> CheckResult:
     """The ONNX output matches the torch wrapper that was exported, on the same inputs."""
+    variant = artifact.variant
     x = parity_inputs(variant, artifact.encoder, batch)
     try:
-        actual = run_onnx(artifact, x)
+        actual = onnx_output(artifact, x)
     except Exception as exc:  # noqa: BLE001
         return failed(CHECK, f"onnxruntime failed: {error_line(exc)}")
-    comparison = compare(actual, run_torch(model, artifact.encoder, x), tol, "onnx vs torch")
+    comparison = compare(actual, torch_output(model, artifact.encoder, x), tol, "onnx vs torch")
     figures = {"batch": int(x.shape[0]), **comparison.figures, "tolerance": tol.to_dict()}
     # The batch checks compare every batch size with the graph's own batch-1 outputs; those are compared
     # with torch here, so a graph right only at the batch size above cannot pass.
     try:
-        singles = single_outputs(artifact, variant, SINGLES)
+        singles = single_outputs(artifact, SINGLES)
     except Exception as exc:  # noqa: BLE001
         return failed(CHECK, f"onnxruntime failed at batch 1: {error_line(exc)}", **figures)
-    expected = run_torch(model, artifact.encoder, inputs.batch_for(variant, artifact.encoder, SINGLES))
+    expected = torch_output(model, artifact.encoder, inputs.batch_for(variant, artifact.encoder, SINGLES))
     at_one = compare(singles, expected, tol, "onnx at batch 1 vs torch")
     figures["batch1_max_abs_err"] = at_one.figures.get("max_abs_err")
     return verdict(CHECK, comparison.problems + at_one.problems, figures)
@@ -72,24 +75,37 @@ def ranking_disagreements(onnx_sim: np.ndarray, torch_sim: np.ndarray, tie: floa
     return problems
 
 
-def check_zero_shot_agreement(image: Artifact, text_split: Artifact, model: torch.nn.Module, variant: Variant,
-                              n_images: int = 4, n_texts: int = 8) -> CheckResult:
+def check_zero_shot_agreement(
+    image: Artifact, text_split: Artifact, model: ClipModel, n_images: int = 4, n_texts: int = 8, tie: float = 1e-5
+) -> CheckResult:
     """The image x text similarity matrix from the ONNX graphs (via the split projection) ranks as torch's."""
     if text_split.projection_path is None or not text_split.projection_path.is_file():
         return failed(CHECK_ZERO_SHOT, f"{text_split.label} has no projection .npy")
+    variant = image.variant
     images = inputs.images(variant, n_images, offset=ZERO_SHOT_ITEMS)
     tokens = inputs.tokens(inputs.prompts(n_texts, offset=ZERO_SHOT_ITEMS), variant)
     try:
-        onnx_text = project_text(run_onnx(text_split, tokens), tokens, np.load(text_split.projection_path))
-        onnx_sim = similarity(run_onnx(image, images), onnx_text)
+        onnx_text = project_text(onnx_output(text_split, tokens), tokens, np.load(text_split.projection_path))
+        onnx_sim = similarity(onnx_output(image, images), onnx_text)
     except Exception as exc:  # noqa: BLE001
         return failed(CHECK_ZERO_SHOT, f"onnx side failed: {error_line(exc)}")
-    torch_sim = similarity(run_torch(model, EncoderKind.IMAGE, images), run_torch(model, EncoderKind.TEXT_FULL, tokens))
-    nonfinite = [p for p in (nonfinite_problem(onnx_sim, "onnx similarity matrix"),
-                             nonfinite_problem(torch_sim, "torch similarity matrix (a reference problem)")) if p]
+    torch_sim = similarity(
+        torch_output(model, EncoderKind.IMAGE, images), torch_output(model, EncoderKind.TEXT_FULL, tokens)
+    )
+    nonfinite = [
+        p
+        for p in (
+            nonfinite_problem(onnx_sim, "onnx similarity matrix"),
+            nonfinite_problem(torch_sim, "torch similarity matrix (a reference problem)"),
+        )
+        if p
+    ]
     if nonfinite:
         return failed(CHECK_ZERO_SHOT, "; ".join(nonfinite), images=n_images, texts=n_texts)
-    figures = {"images": n_images, "texts": n_texts, "max_similarity_err": float(np.abs(onnx_sim - torch_sim).max()),
-               "top1_agreement": float((onnx_sim.argmax(1) == torch_sim.argmax(1)).mean())}
-    return verdict(CHECK_ZERO_SHOT, ranking_disagreements(onnx_sim, torch_sim, tie=1e-5), figures,
-                   "rankings identical")
+    figures = {
+        "images": n_images,
+        "texts": n_texts,
+        "max_similarity_err": float(np.abs(onnx_sim - torch_sim).max()),
+        "top1_agreement": float((onnx_sim.argmax(1) == torch_sim.argmax(1)).mean()),
+    }
+    return verdict(CHECK_ZERO_SHOT, ranking_disagreements(onnx_sim, torch_sim, tie=tie), figures, "rankings identical")

@@ -3,23 +3,30 @@
 from __future__ import annotations
 
 import numpy as np
-import torch
 
 from conformance import inputs
 from conformance.artifact import Artifact
-from conformance.encoders import EncoderKind, project_text, text_projection
-from conformance.graph import graph_inputs, load_structure
+from conformance.encoders import ClipModel, EncoderKind, project_text, text_projection
 from conformance.numerics import Tolerance, compare
+from conformance.outputs import onnx_output, torch_output
 from conformance.results import CheckResult, error_line, failed, verdict
-from conformance.runtime import run_onnx, run_torch, session
+from conformance.runtime import session
 from conformance.variants import Variant
 
 CHECK_FILE = "projection_file"
 CHECK_ROUNDTRIP = "projection_roundtrip"
 CHECK_TOKENS = "token_dtype"
-CHECK_SPLIT_FULL = "split_vs_full"
-SPLIT_FULL_CASES = ("mixed-lengths", "eot-in-text", "76-tokens", "77-tokens", "over-context", "mid-lengths",
-                    "rare-tokens")
+CHECK_SPLIT_FULL = "split_matches_full"
+_ONNX_DTYPES = {"tensor(int32)": "int32", "tensor(int64)": "int64"}
+SPLIT_FULL_CASES = (
+    "mixed-lengths",
+    "eot-in-text",
+    "76-tokens",
+    "77-tokens",
+    "over-context",
+    "mid-lengths",
+    "rare-tokens",
+)
 
 
 def load_projection(artifact: Artifact) -> np.ndarray:
@@ -32,42 +39,46 @@ def load_projection(artifact: Artifact) -> np.ndarray:
         raise FileNotFoundError(f"{path}: {type(exc).__name__}: {exc}") from None
 
 
-def check_projection_file(artifact: Artifact, model: torch.nn.Module, variant: Variant) -> CheckResult:
+def check_projection_file(artifact: Artifact, model: ClipModel) -> CheckResult:
     """The `.npy` has shape (text width, embed dim), the model's dtype, and equals `text_projection` exactly."""
     try:
         saved = load_projection(artifact)
     except FileNotFoundError as exc:
         return failed(CHECK_FILE, f"projection file unusable: {exc}")
-    expected = text_projection(model)
-    figures = {"file": artifact.projection_file, "shape": list(saved.shape), "dtype": saved.dtype.name,
-               "expected_shape": list(variant.projection_shape)}
+    expected, variant = text_projection(model), artifact.variant
+    figures: dict[str, object] = {
+        "file": artifact.projection_file,
+        "shape": list(saved.shape),
+        "dtype": saved.dtype.name,
+        "expected_shape": list(variant.projection_shape),
+    }
     problems = []
     if saved.shape != variant.projection_shape:
         problems.append(f"{artifact.projection_file} has shape {saved.shape}, expected {variant.projection_shape}")
     if saved.dtype != expected.dtype:
         problems.append(f"{artifact.projection_file} has dtype {saved.dtype}, the model has {expected.dtype}")
     if not problems and not np.array_equal(saved, expected):
-        figures["max_abs_diff"] = float(np.abs(saved - expected).max())
-        problems.append(f"{artifact.projection_file} differs from model.text_projection "
-                        f"(max abs diff {figures['max_abs_diff']:.3g}): transposed, or from other weights?")
+        diff = figures["max_abs_diff"] = float(np.abs(saved - expected).max())
+        problems.append(
+            f"{artifact.projection_file} differs from model.text_projection "
+            f"(max abs diff {diff:.3g}): transposed, or from other weights?"
+        )
     return verdict(CHECK_FILE, problems, figures)
 
 
-def check_projection_roundtrip(artifact: Artifact, model: torch.nn.Module, variant: Variant, texts: list[str],
-                               tol: Tolerance) -> CheckResult:
+def check_projection_roundtrip(artifact: Artifact, model: ClipModel, texts: list[str], tol: Tolerance) -> CheckResult:
     """`project_text(onnx hidden states, tokens, .npy)` reproduces torch `encode_text`."""
-    tokens = inputs.tokens(texts, variant)
+    tokens = inputs.tokens(texts, artifact.variant)
     try:
-        embeddings = project_text(run_onnx(artifact, tokens), tokens, load_projection(artifact))
+        embeddings = project_text(onnx_output(artifact, tokens), tokens, load_projection(artifact))
     except Exception as exc:  # noqa: BLE001 - a wrong-shaped .npy or a failing graph is the finding
         return failed(CHECK_ROUNDTRIP, error_line(exc), texts=len(texts))
-    comparison = compare(embeddings, run_torch(model, EncoderKind.TEXT_FULL, tokens), tol, "projected vs torch")
-    figures = {"texts": len(texts), "eot_positions": sorted({int(i) for i in tokens.argmax(-1)}),
-               **comparison.figures}
+    comparison = compare(embeddings, torch_output(model, EncoderKind.TEXT_FULL, tokens), tol, "projected vs torch")
+    figures = {"texts": len(texts), "eot_positions": sorted({int(i) for i in tokens.argmax(-1)}), **comparison.figures}
     return verdict(CHECK_ROUNDTRIP, comparison.problems, figures)
 
 
-def check_token_dtype(artifact: Artifact, variant: Variant, expected: str) -> CheckResult:
+def check_token_dtype(artifact: Artifact, expected: str) -> CheckResult:
     """The token dtype is a contract (`--token-dtype`, int32 by default, what `clip.tokenize` returns and NPU
     toolchains need): the graph declares exactly it, the artifact records it, and a bare
     `InferenceSession.run` accepts ids of that dtype fed raw, with no cast on the way."""
@@ -75,10 +86,14 @@ def check_token_dtype(artifact: Artifact, variant: Variant, expected: str) -> Ch
         sess = session(artifact)
     except Exception as exc:  # noqa: BLE001
         return failed(CHECK_TOKENS, f"onnxruntime cannot load the graph: {error_line(exc)}")
-    declared = graph_inputs(load_structure(artifact))[0].elem_type
-    tokens = inputs.tokens(inputs.prompts(3), variant).astype(expected)
-    figures = {"graph_dtype": declared, "recorded_dtype": artifact.token_dtype, "contract_dtype": expected,
-               "fed_dtype": tokens.dtype.name}
+    declared = _ONNX_DTYPES.get(sess.get_inputs()[0].type, sess.get_inputs()[0].type)
+    tokens = inputs.tokens(inputs.prompts(3), artifact.variant).astype(expected)
+    figures = {
+        "graph_dtype": declared,
+        "recorded_dtype": artifact.token_dtype,
+        "contract_dtype": expected,
+        "fed_dtype": tokens.dtype.name,
+    }
     problems = []
     if declared != expected:
         problems.append(f"graph takes {declared} tokens, the contract is {expected} (--token-dtype)")
@@ -92,14 +107,24 @@ def check_token_dtype(artifact: Artifact, variant: Variant, expected: str) -> Ch
     return verdict(CHECK_TOKENS, problems, figures, f"{expected} ids accepted raw")
 
 
-def check_split_matches_full(full: Artifact, split: Artifact, variant: Variant, tol: Tolerance) -> CheckResult:
+def _split_vs_full_inputs(variant: Variant) -> list[np.ndarray]:
+    """The token arrays the batch and projection checks already ran: the prompts of the largest fixed batch
+    and each edge-text case, so the text-split outputs are shared (`outputs.onnx_output`)."""
+    largest = max(inputs.batch_sizes(variant, EncoderKind.TEXT_SPLIT))
+    return [
+        inputs.batch_for(variant, EncoderKind.TEXT_SPLIT, largest),
+        *(inputs.tokens(inputs.EDGE_TEXTS[case], variant) for case in SPLIT_FULL_CASES),
+    ]
+
+
+def check_split_matches_full(full: Artifact, split: Artifact, tol: Tolerance) -> CheckResult:
     """`text-full`'s output equals `text-split` + the host-side projection on the same tokens."""
-    texts = [*inputs.prompts(4), *(text for case in SPLIT_FULL_CASES for text in inputs.EDGE_TEXTS[case])]
-    tokens = inputs.tokens(texts, variant)
+    arrays = _split_vs_full_inputs(full.variant)
     try:
-        from_split = project_text(run_onnx(split, tokens), tokens, load_projection(split))
-        from_full = run_onnx(full, tokens)
+        projection = load_projection(split)
+        from_split = np.concatenate([project_text(onnx_output(split, t), t, projection) for t in arrays])
+        from_full = np.concatenate([onnx_output(full, t) for t in arrays])
     except Exception as exc:  # noqa: BLE001
         return failed(CHECK_SPLIT_FULL, error_line(exc))
     comparison = compare(from_full, from_split, tol, "full vs split", reference="text-split + project_text")
-    return verdict(CHECK_SPLIT_FULL, comparison.problems, {"texts": len(texts), **comparison.figures})
+    return verdict(CHECK_SPLIT_FULL, comparison.problems, {"texts": len(from_full), **comparison.figures})

@@ -9,12 +9,10 @@ from typing import Any
 import jinja2
 
 from conformance import atomic
+from conformance.registry import COLUMNS
 
 # Worst first: the status a matrix cell shows when several tests share it.
 SEVERITY = ("error", "failed", "xpassed", "xfailed", "passed", "skipped")
-COLUMN_ORDER = ("opset_validity", "io_contract", "dynamic_batch", "dynamic_batch_drawn", "row_independence",
-                "parity", "zero_shot_agreement", "known_answer", "projection_file", "projection_roundtrip",
-                "projection_roundtrip_drawn", "token_dtype", "split_matches_full", "latency")
 
 
 @dataclass
@@ -27,18 +25,25 @@ class Cell:
         return next((s for s in SEVERITY if s in outcomes), "none")
 
 
-def _row_key(test: dict[str, Any]) -> tuple[str, str, str, str]:
-    return (test.get("variant") or "?", test.get("encoder") or "image+text", test.get("exporter") or "?",
-            str(test.get("opset") or "?"))
+def _row_key(test: dict[str, Any]) -> tuple[str, ...]:
+    axes = [test.get(axis) for axis in ("precision", "target", "profile")]
+    return (
+        test.get("variant") or "?",
+        test.get("encoder") or "image+text",
+        test.get("exporter") or "?",
+        str(test.get("opset") or "?"),
+        "/".join(str(a) for a in axes if a) or "?",
+    )
 
 
 def matrix(tests: list[dict[str, Any]]) -> tuple[list[str], list[tuple[tuple[str, ...], dict[str, Cell]]]]:
-    """Rows variant x encoder x exporter x opset, columns the check tests, cells the tests that ran there."""
+    """Rows variant x encoder x exporter x opset x (precision/target/profile), columns the registry's checks
+    in its order, cells the tests that ran there."""
     rows: dict[tuple[str, ...], dict[str, Cell]] = {}
     for test in tests:
-        rows.setdefault(_row_key(test), {}).setdefault(test["test"], Cell()).tests.append(test)
+        rows.setdefault(_row_key(test), {}).setdefault(test["check"] or test["test"], Cell()).tests.append(test)
     present = {name for cells in rows.values() for name in cells}
-    columns = [c for c in COLUMN_ORDER if c in present] + sorted(present - set(COLUMN_ORDER))
+    columns = [c for c in COLUMNS if c in present] + sorted(present - set(COLUMNS))
     return columns, sorted(rows.items())
 
 
@@ -61,8 +66,7 @@ def latency_rows(tests: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def _environment() -> jinja2.Environment:
-    env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined, trim_blocks=True,
-                             lstrip_blocks=True)
+    env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
     env.filters["flatten"] = flatten
     return env
 
@@ -74,8 +78,11 @@ def render(doc: dict[str, Any]) -> str:
     scale = max((max(t["figures"]["ort"]["p50_ms"], t["figures"]["torch"]["p50_ms"]) for t in lat), default=1.0)
     xfails = [t for t in doc["tests"] if t["outcome"] in ("xfailed", "xpassed")]
     problems = [t for t in doc["tests"] if t["outcome"] in ("failed", "error", "xpassed")]
-    return _environment().from_string(template).render(
-        doc=doc, columns=columns, rows=rows, latency=lat, scale=scale, xfails=xfails, problems=problems)
+    return (
+        _environment()
+        .from_string(template)
+        .render(doc=doc, columns=columns, rows=rows, latency=lat, scale=scale, xfails=xfails, problems=problems)
+    )
 
 
 def write(doc: dict[str, Any], path: Any) -> None:

@@ -1,7 +1,7 @@
 """The results.json document: one record per test, plus environment, provenance and the run's verdict.
 
-Schema version 1 (documented in the README):
-  schema          "clip-conformance-results/1"
+Schema version 2 (documented in the README; version 1 had no case axes and is refused):
+  schema          "clip-conformance-results/2"
   created         ISO-8601 UTC time the document was written
   exit_status     the exit code the run returned (0 = gate passed)
   verdict         "pass" or "fail"
@@ -10,8 +10,10 @@ Schema version 1 (documented in the README):
   provenance      variant -> weights provenance {kind, sha256, path, seed}
   options         the run's suite options (variants, exporters, opsets, latency mode, ...)
   shards          one entry per merged input {source, created, exit_status, environment}
-  tests           [{nodeid, test, check, variant, encoder, exporter, opset, batch, outcome, duration_s,
-                    message, xfail_reason, figures, artifact}]
+  tests           [{nodeid, test, check, case, variant, encoder, exporter, opset, precision, target,
+                    profile, bundle, batch, outcome, duration_s, message, xfail_reason, figures, artifact}]
+                  `case` is the case ID (the test ID's parameter part); `check` the registry's check name;
+                  precision, target and profile are the compile axes (fp32, onnx, dynamic for a raw export).
   outcome is one of passed, failed, error, skipped, xfailed, xpassed.
 """
 
@@ -24,7 +26,7 @@ from typing import Any
 
 from conformance import atomic
 
-SCHEMA = "clip-conformance-results/1"
+SCHEMA = "clip-conformance-results/2"
 FAILING = frozenset({"failed", "error"})
 
 
@@ -40,14 +42,25 @@ def counts(tests: list[dict[str, Any]]) -> dict[str, int]:
     return dict(sorted(Counter(t["outcome"] for t in tests).items()))
 
 
-def document(tests: list[dict[str, Any]], exit_status: int, environment: dict[str, Any],
-             provenance: dict[str, Any], options: dict[str, Any], shards: list[dict[str, Any]] | None = None,
-             ) -> dict[str, Any]:
+def document(
+    tests: list[dict[str, Any]],
+    exit_status: int,
+    environment: dict[str, Any],
+    provenance: dict[str, Any],
+    options: dict[str, Any],
+    shards: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
     failing = any(t["outcome"] in FAILING for t in tests)
     return {
-        "schema": SCHEMA, "created": now(), "exit_status": exit_status,
-        "verdict": "fail" if failing or exit_status != 0 else "pass", "counts": counts(tests),
-        "environment": environment, "provenance": provenance, "options": options, "shards": shards or [],
+        "schema": SCHEMA,
+        "created": now(),
+        "exit_status": exit_status,
+        "verdict": "fail" if failing or exit_status != 0 else "pass",
+        "counts": counts(tests),
+        "environment": environment,
+        "provenance": provenance,
+        "options": options,
+        "shards": shards or [],
         "tests": tests,
     }
 
@@ -68,9 +81,17 @@ def merge(docs: list[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
     for source, doc in docs:
         by_id.update({t["nodeid"]: t for t in doc["tests"]})
         provenance.update(doc.get("provenance", {}))
-        shards.append({"source": source, "created": doc.get("created"), "exit_status": doc.get("exit_status"),
-                       "environment": doc.get("environment", {}), "options": doc.get("options", {})})
+        shards.append(
+            {
+                "source": source,
+                "created": doc.get("created"),
+                "exit_status": doc.get("exit_status"),
+                "environment": doc.get("environment", {}),
+                "options": doc.get("options", {}),
+            }
+        )
     exit_status = max((s["exit_status"] or 0 for s in shards), default=0)
     first = docs[0][1] if docs else {}
-    return document(list(by_id.values()), exit_status, first.get("environment", {}), provenance,
-                    first.get("options", {}), shards)
+    return document(
+        list(by_id.values()), exit_status, first.get("environment", {}), provenance, first.get("options", {}), shards
+    )

@@ -15,7 +15,7 @@ from onnx.external_data_helper import ExternalDataInfo, uses_external_data
 
 from conformance import synthetic
 from conformance.artifact import ArtifactError
-from conformance.bundle import GRAPH_FILES, MANIFEST, Bundle
+from conformance.bundle.manifest import GRAPH_FILES, MANIFEST, Bundle
 from conformance.encoders import EncoderKind, expected_dims, projection_filename
 from conformance.export import graph_metadata
 from conformance.graph import default_opset, graph_inputs, load_structure
@@ -68,12 +68,15 @@ def naming_problems(bundle: Bundle) -> list[str]:
             continue
         names = [graph.get("file"), *graph.get("files", [])]
         if graph.get("file") != expected or not set(names) <= {expected, f"{expected}.data"}:
-            problems.append(f"the {key} graph must be {expected} (external data in {expected}.data), "
-                            f"the manifest names {sorted({n for n in names if n})}")
+            problems.append(
+                f"the {key} graph must be {expected} (external data in {expected}.data), "
+                f"the manifest names {sorted({n for n in names if n})}"
+            )
         projection = graph.get("projection", {}).get("file")
         if key == str(EncoderKind.TEXT_SPLIT) and projection != projection_filename(bundle.variant):
-            problems.append(f"the projection must be {projection_filename(bundle.variant)}, the manifest names "
-                            f"{projection!r}")
+            problems.append(
+                f"the projection must be {projection_filename(bundle.variant)}, the manifest names {projection!r}"
+            )
         used |= {n for n in [*names, projection] if n}
     problems += [f"{name}: listed in the manifest but used by no graph" for name in sorted(set(_listed(bundle)) - used)]
     return problems
@@ -129,18 +132,22 @@ def contract_problems(bundle: Bundle) -> list[str]:
             problems.append(f"manifest graph {key!r} is malformed: {type(exc).__name__}: {exc}")
             continue
         if tuple(in_shape) != in_rest or tuple(out_shape) != out_rest:
-            problems.append(f"{graph['file']}: manifest shapes {in_shape} -> {out_shape} are not those of "
-                            f"{bundle.variant.name} ({list(in_rest)} -> {list(out_rest)})")
+            problems.append(
+                f"{graph['file']}: manifest shapes {in_shape} -> {out_shape} are not those of "
+                f"{bundle.variant.name} ({list(in_rest)} -> {list(out_rest)})"
+            )
         projection = graph.get("projection")
         if projection and tuple(projection["shape"]) != bundle.variant.projection_shape:
-            problems.append(f"{projection['file']}: manifest shape {projection['shape']} is not "
-                            f"{bundle.variant.name}'s {list(bundle.variant.projection_shape)}")
+            problems.append(
+                f"{projection['file']}: manifest shape {projection['shape']} is not "
+                f"{bundle.variant.name}'s {list(bundle.variant.projection_shape)}"
+            )
     return problems
 
 
 def claims_vs_graphs_problems(bundle: Bundle, graphs: Graphs) -> list[str]:
-    """exporter, precision, opset, variant, encoder and token dtype, as the manifest says, are what each graph
-    records about itself (metadata stamped at export, its opset import, its input dtype)."""
+    """exporter, opset, variant, encoder, precision, target, profile and token dtype, as the manifest says, are
+    what each graph records about itself (metadata stamped at export, its opset import, its input dtype)."""
     problems = []
     m = bundle.manifest
     for key, model in graphs.items():
@@ -149,16 +156,26 @@ def claims_vs_graphs_problems(bundle: Bundle, graphs: Graphs) -> list[str]:
         if not stamped:
             problems.append(f"{graph['file']}: carries no clip_conformance metadata (not made by this suite's export)")
             continue
-        claims = {"exporter": m["exporter"], "precision": m["precision"], "variant": m["variant"], "encoder": key}
-        problems += [f"{graph['file']}: manifest says {name} {claim!r}, the graph was made with "
-                     f"{stamped.get(name)!r}" for name, claim in claims.items() if stamped.get(name) != claim]
+        claims = {
+            "exporter": m["exporter"],
+            "variant": m["variant"],
+            "encoder": key,
+            **{axis: graph.get(axis) for axis in ("precision", "target", "profile")},
+        }
+        problems += [
+            f"{graph['file']}: manifest says {name} {claim!r}, the graph was made with {stamped.get(name)!r}"
+            for name, claim in claims.items()
+            if stamped.get(name) != claim
+        ]
         if default_opset(model) != m["opset"]:
-            problems.append(f"{graph['file']}: manifest says opset {m['opset']!r}, the graph imports "
-                            f"opset {default_opset(model)}")
+            problems.append(
+                f"{graph['file']}: manifest says opset {m['opset']!r}, the graph imports opset {default_opset(model)}"
+            )
         declared = graph_inputs(model)[0].elem_type if graph_inputs(model) else None
         if key != str(EncoderKind.IMAGE) and graph.get("token_dtype") != declared:
-            problems.append(f"{graph['file']}: manifest says token_dtype {graph.get('token_dtype')!r}, the graph "
-                            f"takes {declared}")
+            problems.append(
+                f"{graph['file']}: manifest says token_dtype {graph.get('token_dtype')!r}, the graph takes {declared}"
+            )
     return problems
 
 
@@ -166,11 +183,15 @@ def provenance_problems(bundle: Bundle) -> list[str]:
     """An `official` claim carries the registry's sha256; synthetic weights are of the scheme this suite builds."""
     recorded = bundle.provenance
     if recorded.kind == "official" and recorded.sha256 != bundle.variant.sha256:
-        return [f"manifest claims official {bundle.variant.name} weights with sha256 {recorded.sha256}, but the "
-                f"registry's official checkpoint has {bundle.variant.sha256}"]
+        return [
+            f"manifest claims official {bundle.variant.name} weights with sha256 {recorded.sha256}, but the "
+            f"registry's official checkpoint has {bundle.variant.sha256}"
+        ]
     if recorded.kind == "synthetic" and recorded.scheme != synthetic.SCHEME:
-        return [f"bundle was exported from synthetic weights of scheme {recorded.scheme or 'synthetic/1'!r}; this "
-                f"suite builds {synthetic.SCHEME!r} and will not rebuild other weights: export the bundle again"]
+        return [
+            f"bundle was exported from synthetic weights of scheme {recorded.scheme or 'synthetic/1'!r}; this "
+            f"suite builds {synthetic.SCHEME!r} and will not rebuild other weights: export the bundle again"
+        ]
     if recorded.kind not in ("official", "unverified-file", "synthetic"):
         return [f"manifest provenance kind {recorded.kind!r} is not official, unverified-file or synthetic"]
     return []
@@ -186,12 +207,16 @@ def weights_problems(bundle: Bundle, weights_path: Path | None) -> list[str]:
     except WeightsError as exc:
         return [str(exc)]
     if path is None:
-        return [f"--weights={weights_path} holds no {bundle.variant.checkpoint_file or 'checkpoint'} for "
-                f"{bundle.variant.name}"]
+        return [
+            f"--weights={weights_path} holds no {bundle.variant.checkpoint_file or 'checkpoint'} for "
+            f"{bundle.variant.name}"
+        ]
     recorded, digest = bundle.provenance, sha256_of(path)
     if recorded.kind == "synthetic":
-        return [f"--weights={path} was given, but {bundle.name} was exported from synthetic weights "
-                f"(seed {recorded.seed}), not from that checkpoint"]
+        return [
+            f"--weights={path} was given, but {bundle.name} was exported from synthetic weights "
+            f"(seed {recorded.seed}), not from that checkpoint"
+        ]
     if digest != recorded.sha256:
         return [f"--weights={path} has sha256 {digest}, but {bundle.name} was exported from {recorded.sha256}"]
     return []
@@ -202,6 +227,8 @@ def record_problems(bundle: Bundle) -> list[str]:
     problems = tokenizer_problems(bundle.manifest.get("tokenizer"), bundle.variant.context_length)
     expected = preprocessing_record(bundle.variant.image_resolution, MEAN, STD)
     if bundle.manifest.get("preprocessing") != expected:
-        problems.append(f"manifest preprocessing {bundle.manifest.get('preprocessing')!r} is not "
-                        f"{bundle.variant.name}'s {expected!r}")
+        problems.append(
+            f"manifest preprocessing {bundle.manifest.get('preprocessing')!r} is not "
+            f"{bundle.variant.name}'s {expected!r}"
+        )
     return problems

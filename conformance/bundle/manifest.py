@@ -1,0 +1,97 @@
+"""Reading a release bundle: `manifest.json` parsed, and each graph as an Artifact with its Case.
+
+The manifest (schema "clip-conformance-bundle/2", documented in the README) records the variant, the
+weights' provenance, exporter, opset, tool versions, every file's name, size and sha256, and each
+graph's encoder, precision, target, shape profile and I/O contract. `write.write_bundle` makes one;
+`rules` holds what makes one trustworthy, and `checks.bundle.check_bundle_integrity` applies them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from conformance import atomic
+from conformance.artifact import Artifact
+from conformance.case import Case
+from conformance.encoders import EncoderKind
+from conformance.variants import UnknownVariantError, Variant, get
+from conformance.weights import Provenance
+
+SCHEMA = "clip-conformance-bundle/2"
+MANIFEST = "manifest.json"
+GRAPH_FILES = {EncoderKind.IMAGE: "image.onnx", EncoderKind.TEXT_SPLIT: "text.onnx"}
+
+
+class BundleError(RuntimeError):
+    """A bundle that cannot be trusted; the message names the file and the problem."""
+
+
+@dataclass
+class Bundle:
+    folder: Path
+    manifest: dict[str, Any]
+    variant: Variant
+
+    @property
+    def name(self) -> str:
+        return self.folder.name
+
+    @property
+    def provenance(self) -> Provenance:
+        return Provenance.from_dict(self.manifest["provenance"])
+
+    def encoders(self) -> list[EncoderKind]:
+        return [EncoderKind(entry["encoder"]) for entry in self.manifest["graphs"].values()]
+
+    def case(self, encoder: EncoderKind | None = None) -> Case:
+        """One graph's case (or, with no encoder, the bundle's graphs together)."""
+        entry = self.manifest["graphs"][str(encoder or EncoderKind.IMAGE)]
+        record = {**self.manifest, **entry, "encoder": str(encoder) if encoder else None}
+        return Case.from_record(record, bundle=self.folder)
+
+    def artifact(self, encoder: EncoderKind) -> Artifact:
+        entry = self.manifest["graphs"][str(encoder)]
+        sizes = {f["name"]: f["size"] for f in self.manifest["files"]}
+        projection = entry.get("projection", {}).get("file")
+        names = [*entry["files"], *([projection] if projection else [])]
+        return Artifact(
+            folder=self.folder,
+            case=self.case(encoder),
+            provenance=self.provenance,
+            token_dtype=entry.get("token_dtype"),
+            projection_file=projection,
+            files={n: sizes.get(n, -1) for n in names},
+            onnx_file=entry["file"],
+        )
+
+
+def read_manifest(folder: Path) -> dict[str, Any]:
+    path = folder / MANIFEST
+    if not folder.is_dir():
+        raise BundleError(f"{folder} is not a folder")
+    if not path.is_file():
+        raise BundleError(f"{path} is missing: not a bundle made by `python -m conformance export`")
+    try:
+        manifest = atomic.read_document(path, SCHEMA)
+    except atomic.DocumentError as exc:
+        raise BundleError(str(exc)) from None
+    missing = [k for k in ("variant", "provenance", "exporter", "opset", "graphs", "files") if k not in manifest]
+    if missing:
+        raise BundleError(f"{path} lacks {', '.join(missing)}")
+    return manifest
+
+
+def open_bundle(folder: Path) -> Bundle:
+    """The manifest, parsed; no file is hashed yet (that is `bundle_validation.file_problems`)."""
+    manifest = read_manifest(folder)
+    try:
+        found = Bundle(folder, manifest, get(manifest["variant"]))
+        for encoder in found.encoders():
+            found.case(encoder)
+    except UnknownVariantError as exc:
+        raise BundleError(f"{folder / MANIFEST}: {exc}") from None
+    except (KeyError, TypeError, ValueError) as exc:
+        raise BundleError(f"{folder / MANIFEST}: a graph entry is malformed: {type(exc).__name__}: {exc}") from None
+    return found

@@ -1,0 +1,37 @@
+"""What a check runs on: a case, its graph(s) and the torch model they must match."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from conformance.artifact import Artifact
+from conformance.case import Case
+from conformance.encoders import ClipModel, EncoderKind
+from conformance.export import DEFAULT_TOKEN_DTYPE
+from conformance.numerics import Tolerance
+from conformance.tolerances import tolerance
+from conformance.variants import Variant
+
+
+@dataclass(frozen=True)
+class Subject:
+    """One graph (`case.encoder` set), or the encoders of one variant together (`case.encoder` None)."""
+
+    case: Case
+    model: ClipModel
+    artifacts: dict[EncoderKind, Artifact]
+    token_dtype: str = DEFAULT_TOKEN_DTYPE  # the token dtype contract (--token-dtype)
+    weights: Path | None = field(default=None)  # --weights, which a bundle's provenance must match
+
+    @property
+    def variant(self) -> Variant:
+        return self.case.variant
+
+    @property
+    def artifact(self) -> Artifact:
+        assert self.case.encoder is not None, f"{self.case.id} is several graphs; use .artifacts"
+        return self.artifacts[self.case.encoder]
+
+    def tolerance(self, check: str) -> Tolerance:
+        return tolerance(check, self.case.context())
