@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
+from pathlib import Path
 from typing import Any
 
 from hypothesis import strategies as st
@@ -72,103 +73,105 @@ class Check:
         return subject.tolerance(self.tolerance or self.name)
 
 
-def _largest(s: Subject) -> int:
-    return max(inputs.batch_sizes(s.variant, s.artifact.encoder))
+# How each check is called: (subject, parameter) -> result. One adapter per check keeps the table below one
+# line a row; the checks themselves stay plain functions of artifacts, models and tolerances.
 
 
-def _split_full(s: Subject) -> CheckResult:
-    if EncoderKind.TEXT_FULL not in s.artifacts:
-        return skipped(
-            "split_matches_full", "a release bundle ships image and text-split graphs only; no text-full to compare"
-        )
-    full = s.artifacts[EncoderKind.TEXT_FULL]
-    return check_split_matches_full(full, s.artifacts[EncoderKind.TEXT_SPLIT], s.tolerance("split_matches_full"))
+def _opset_validity(s: Subject, _: None) -> CheckResult:
+    return check_opset_validity(s.artifact)
 
 
-def _zero_shot(s: Subject) -> CheckResult:
+def _io_contract(s: Subject, _: None) -> CheckResult:
+    return check_io_contract(s.artifact)
+
+
+def _dynamic_batch(s: Subject, _: None) -> CheckResult:
+    sizes = inputs.batch_sizes(s.variant, s.artifact.encoder)
+    return check_dynamic_batch(s.artifact, sizes, s.tolerance("dynamic_batch"))
+
+
+def _dynamic_batch_drawn(s: Subject, data: Any) -> CheckResult:
+    size = data.draw(inputs.batch_size_strategy(s.variant, s.artifact.encoder), label="batch")
+    return check_dynamic_batch(s.artifact, [size], s.tolerance("dynamic_batch"))
+
+
+def _row_independence(s: Subject, _: None) -> CheckResult:
+    largest = max(inputs.batch_sizes(s.variant, s.artifact.encoder))
+    return check_row_independence(s.artifact, largest, s.tolerance("row_independence"))
+
+
+def _parity(s: Subject, _: None) -> CheckResult:
+    batch = min(4, inputs.max_batch(s.variant, s.artifact.encoder))
+    return check_parity(s.artifact, s.model, s.tolerance("parity"), batch=batch)
+
+
+def _zero_shot_agreement(s: Subject, _: None) -> CheckResult:
     n_images = min(4, inputs.max_batch(s.variant, EncoderKind.IMAGE))
-    return check_zero_shot_agreement(
-        s.artifacts[EncoderKind.IMAGE],
-        s.artifacts[EncoderKind.TEXT_SPLIT],
-        s.model,
-        n_images=n_images,
-        tie=limits().zero_shot_tie,
-    )
+    image, text = s.artifacts[EncoderKind.IMAGE], s.artifacts[EncoderKind.TEXT_SPLIT]
+    return check_zero_shot_agreement(image, text, s.model, n_images=n_images, tie=limits().zero_shot_tie)
+
+
+def _known_answer(s: Subject, _: None) -> CheckResult:
+    return check_known_answer(s.artifacts[EncoderKind.IMAGE], s.artifacts[EncoderKind.TEXT_SPLIT], s.model)
+
+
+def _projection_file(s: Subject, _: None) -> CheckResult:
+    return check_projection_file(s.artifact, s.model)
+
+
+def _projection_roundtrip(s: Subject, case: str) -> CheckResult:
+    return check_projection_roundtrip(s.artifact, s.model, inputs.EDGE_TEXTS[case], s.tolerance("projection_roundtrip"))
+
+
+def _projection_roundtrip_drawn(s: Subject, data: Any) -> CheckResult:
+    texts = data.draw(st.lists(inputs.text_strategy(), min_size=1, max_size=4), label="texts")
+    return check_projection_roundtrip(s.artifact, s.model, texts, s.tolerance("projection_roundtrip"))
+
+
+def _token_dtype(s: Subject, _: None) -> CheckResult:
+    return check_token_dtype(s.artifact, s.token_dtype)
+
+
+def _split_matches_full(s: Subject, _: None) -> CheckResult:
+    if EncoderKind.TEXT_FULL not in s.artifacts:
+        reason = "a release bundle ships image and text-split graphs only; no text-full to compare"
+        return skipped("split_matches_full", reason)
+    full, split = s.artifacts[EncoderKind.TEXT_FULL], s.artifacts[EncoderKind.TEXT_SPLIT]
+    return check_split_matches_full(full, split, s.tolerance("split_matches_full"))
+
+
+def _bundle_integrity(weights: Path | None, folder: Path) -> CheckResult:
+    return check_bundle_integrity(folder, weights=weights)
+
+
+def _latency(s: Subject, t: Any) -> CheckResult:
+    return check_latency_of(s.artifact, s.model, t.plan, t.gate, t.timer, t.baseline, t.baseline_tolerance)
 
 
 DYNAMIC = frozenset({Profile.DYNAMIC})
 SPLIT = frozenset({EncoderKind.TEXT_SPLIT})
+EDGE_CASES = tuple(sorted(inputs.EDGE_TEXTS))
 
+# fmt: off
 CHECKS: tuple[Check, ...] = (
-    Check("opset_validity", lambda s, _: check_opset_validity(s.artifact)),
-    Check("io_contract", lambda s, _: check_io_contract(s.artifact)),
-    Check(
-        "dynamic_batch",
-        lambda s, _: check_dynamic_batch(
-            s.artifact, inputs.batch_sizes(s.variant, s.artifact.encoder), s.tolerance("dynamic_batch")
-        ),
-        profiles=DYNAMIC,
-    ),
-    Check(
-        "dynamic_batch_drawn",
-        lambda s, data: check_dynamic_batch(
-            s.artifact,
-            [data.draw(inputs.batch_size_strategy(s.variant, s.artifact.encoder), label="batch")],
-            s.tolerance("dynamic_batch"),
-        ),
-        profiles=DYNAMIC,
-        tolerance="dynamic_batch",
-        drawn=True,
-    ),
-    Check(
-        "row_independence",
-        lambda s, _: check_row_independence(s.artifact, _largest(s), s.tolerance("row_independence")),
-        profiles=DYNAMIC,
-    ),
-    Check(
-        "parity",
-        lambda s, _: check_parity(
-            s.artifact, s.model, s.tolerance("parity"), batch=min(4, inputs.max_batch(s.variant, s.artifact.encoder))
-        ),
-    ),
-    Check("zero_shot_agreement", lambda s, _: _zero_shot(s), scope=Scope.PAIR),
-    Check(
-        "known_answer",
-        lambda s, _: check_known_answer(s.artifacts[EncoderKind.IMAGE], s.artifacts[EncoderKind.TEXT_SPLIT], s.model),
-        scope=Scope.PAIR,
-    ),
-    Check("projection_file", lambda s, _: check_projection_file(s.artifact, s.model), encoders=SPLIT),
-    Check(
-        "projection_roundtrip",
-        lambda s, case: check_projection_roundtrip(
-            s.artifact, s.model, inputs.EDGE_TEXTS[case], s.tolerance("projection_roundtrip")
-        ),
-        encoders=SPLIT,
-        params=tuple(sorted(inputs.EDGE_TEXTS)),
-    ),
-    Check(
-        "projection_roundtrip_drawn",
-        lambda s, data: check_projection_roundtrip(
-            s.artifact,
-            s.model,
-            data.draw(st.lists(inputs.text_strategy(), min_size=1, max_size=4), label="texts"),
-            s.tolerance("projection_roundtrip"),
-        ),
-        encoders=SPLIT,
-        tolerance="projection_roundtrip",
-        drawn=True,
-    ),
-    Check("token_dtype", lambda s, _: check_token_dtype(s.artifact, s.token_dtype), encoders=TEXT),
-    Check("split_matches_full", lambda s, _: _split_full(s), scope=Scope.PAIR),
-    Check(
-        "bundle_integrity", lambda weights, folder: check_bundle_integrity(folder, weights=weights), scope=Scope.BUNDLE
-    ),
-    Check(
-        "latency",
-        lambda s, t: check_latency_of(s.artifact, s.model, t.plan, t.gate, t.timer, t.baseline, t.baseline_tolerance),
-        scope=Scope.TIMED,
-    ),
+    Check("opset_validity", _opset_validity),
+    Check("io_contract", _io_contract),
+    Check("dynamic_batch", _dynamic_batch, profiles=DYNAMIC),
+    Check("dynamic_batch_drawn", _dynamic_batch_drawn, profiles=DYNAMIC, tolerance="dynamic_batch", drawn=True),
+    Check("row_independence", _row_independence, profiles=DYNAMIC),
+    Check("parity", _parity),
+    Check("zero_shot_agreement", _zero_shot_agreement, scope=Scope.PAIR),
+    Check("known_answer", _known_answer, scope=Scope.PAIR),
+    Check("projection_file", _projection_file, encoders=SPLIT),
+    Check("projection_roundtrip", _projection_roundtrip, encoders=SPLIT, params=EDGE_CASES),
+    Check("projection_roundtrip_drawn", _projection_roundtrip_drawn, encoders=SPLIT,
+          tolerance="projection_roundtrip", drawn=True),
+    Check("token_dtype", _token_dtype, encoders=TEXT),
+    Check("split_matches_full", _split_matches_full, scope=Scope.PAIR),
+    Check("bundle_integrity", _bundle_integrity, scope=Scope.BUNDLE),
+    Check("latency", _latency, scope=Scope.TIMED),
 )
+# fmt: on
 
 BY_NAME: dict[str, Check] = {check.name: check for check in CHECKS}
 COLUMNS: tuple[str, ...] = tuple(BY_NAME)
