@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from conformance import inputs
 from conformance.case import Case, Profile, Target
-from conformance.checks.batch import check_dynamic_batch, check_row_independence
+from conformance.checks.batch import check_dynamic_batch, check_repeatability, check_row_independence
 from conformance.checks.bundle import check_bundle_integrity
 from conformance.checks.contract import check_io_contract
 from conformance.checks.known_answer import check_known_answer
@@ -148,6 +148,10 @@ def _latency(s: Subject, t: Any) -> CheckResult:
     return check_latency_of(s.artifact, s.model, t.plan, t.gate, t.timer, t.baseline, t.baseline_tolerance)
 
 
+def _repeatability(s: Subject, _: None) -> CheckResult:
+    return check_repeatability(s.artifact)
+
+
 DYNAMIC = frozenset({Profile.DYNAMIC})
 SPLIT = frozenset({EncoderKind.TEXT_SPLIT})
 EDGE_CASES = tuple(sorted(inputs.EDGE_TEXTS))
@@ -156,6 +160,7 @@ EDGE_CASES = tuple(sorted(inputs.EDGE_TEXTS))
 CHECKS: tuple[Check, ...] = (
     Check("opset_validity", _opset_validity),
     Check("io_contract", _io_contract),
+    Check("repeatability", _repeatability),
     Check("dynamic_batch", _dynamic_batch, profiles=DYNAMIC),
     Check("dynamic_batch_drawn", _dynamic_batch_drawn, profiles=DYNAMIC, tolerance="dynamic_batch", drawn=True),
     Check("row_independence", _row_independence, profiles=DYNAMIC),

@@ -13,6 +13,7 @@ from conformance.artifact import Artifact
 from conformance.numerics import Comparison, Tolerance, compare
 from conformance.outputs import onnx_output
 from conformance.results import CheckResult, error_line, verdict
+from conformance.runtime import run_onnx
 
 BATCH_ONE = "the batch-1 outputs"
 
@@ -63,3 +64,23 @@ def check_row_independence(artifact: Artifact, batch: int, tol: Tolerance) -> Ch
     except Exception as exc:  # noqa: BLE001
         return verdict("row_independence", [f"batch {batch} does not run: {error_line(exc)}"], {"batch": batch})
     return verdict("row_independence", comparison.problems, {"batch": batch, **comparison.figures})
+
+
+def check_repeatability(artifact: Artifact, runs: int = 3) -> CheckResult:
+    """The same input, run again in the same session, gives bitwise the same output: a graph that draws random
+    numbers (a dropout or noise op exported in training mode) cannot be compared with anything."""
+    x = inputs.batch_for(artifact.variant, artifact.encoder, 2)
+    try:
+        outputs = [run_onnx(artifact, x) for _ in range(runs)]  # not the shared outputs: each run is fresh
+    except Exception as exc:  # noqa: BLE001
+        return verdict("repeatability", [f"onnxruntime failed: {error_line(exc)}"], {"runs": runs})
+    differing = sum(not np.array_equal(outputs[0], other) for other in outputs[1:])
+    diff = max(float(np.abs(outputs[0] - other).max()) for other in outputs[1:])
+    figures = {"runs": runs, "differing_runs": differing, "max_abs_diff": diff}
+    problems = []
+    if differing:
+        problems.append(
+            f"{differing} of {runs - 1} repeated runs differ from the first (max abs diff {diff:.3g}): "
+            "the graph is not deterministic"
+        )
+    return verdict("repeatability", problems, figures, f"{runs} runs bitwise identical")
