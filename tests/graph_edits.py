@@ -141,3 +141,24 @@ def shift_high_token_ids(artifact: Artifact, folder: Path) -> Artifact:
         _shift_where(model, source, 36000, 49405, -1, np.int32, "rare")
 
     return edit_graph(artifact, folder, edit)
+
+
+def add_noise(artifact: Artifact, folder: Path, scale: float) -> Artifact:
+    """A copy that adds fresh random noise to its output on every run, as a dropout or noise op exported in
+    training mode would."""
+    import numpy as np
+    from onnx import helper
+
+    def edit(model) -> None:
+        sink = model.graph.output[0].name
+        raw = rewire_output(model, sink)
+        model.graph.initializer.append(_const("noise_scale", scale, np.float32))
+        model.graph.node.extend(
+            [
+                helper.make_node("RandomNormalLike", [raw], ["noise"]),
+                helper.make_node("Mul", ["noise", "noise_scale"], ["noise_scaled"]),
+                helper.make_node("Add", [raw, "noise_scaled"], [sink]),
+            ]
+        )
+
+    return edit_graph(artifact, folder, edit)

@@ -1,10 +1,11 @@
 import torch
 
 from conformance.case import Exporter
-from conformance.checks.batch import check_dynamic_batch, check_row_independence
+from conformance.checks.batch import check_dynamic_batch, check_repeatability, check_row_independence
 from conformance.encoders import EncoderKind
 from conformance.numerics import Tolerance
 from conformance.tolerances import tolerance
+from tests.graph_edits import add_noise
 from tests.helpers import TINY_VIT, VisualWrapper, export_model, export_seed_recipe, good, synthetic
 
 ROWS = tolerance("dynamic_batch", {"variant": "tiny-vit", "encoder": "image", "exporter": "torchscript"})
@@ -79,3 +80,12 @@ def test_swapped_rows_fail_at_every_batch_size_above_one(tmp_path):
     result = check_dynamic_batch(artifact, [1, 2, 3], ROWS)
     assert not result.passed
     assert all(f"batch {n}" in result.message for n in (2, 3)) and "rows [0, 1]" in result.message
+
+
+def test_repeatability_passes_a_good_graph_and_fails_one_that_draws_noise(tiny_cache, tmp_path):
+    artifact = good(tiny_cache, TINY_VIT, EncoderKind.IMAGE)
+    assert check_repeatability(artifact).passed
+    noisy = add_noise(artifact, tmp_path / "noisy", scale=1e-3)
+    result = check_repeatability(noisy)
+    assert not result.passed and "not deterministic" in result.message
+    assert result.figures["differing_runs"] == 2
