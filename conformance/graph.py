@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
 
 import onnx
 
@@ -17,10 +19,22 @@ class TensorSignature:
 
 
 def load_structure(artifact: Artifact) -> onnx.ModelProto:
+    """The graph without its external data, parsed once for the checks that read it one after another
+    (validity, then the contract); treat it as read-only."""
+    path = artifact.onnx_path
     try:
-        return onnx.load(str(artifact.onnx_path), load_external_data=False)
+        stat = path.stat()
+        return _parsed(path, stat.st_mtime_ns, stat.st_size)
+    except OSError as exc:
+        raise ArtifactError(f"{path} is not a readable ONNX model: {type(exc).__name__}: {exc}") from None
+
+
+@lru_cache(maxsize=1)  # a graph with inline weights is a few hundred MB parsed: keep only the last one
+def _parsed(path: Path, mtime_ns: int, size: int) -> onnx.ModelProto:
+    try:
+        return onnx.load(str(path), load_external_data=False)
     except Exception as exc:  # noqa: BLE001 - protobuf decode errors for truncated files are opaque
-        raise ArtifactError(f"{artifact.onnx_path} is not a readable ONNX model: {type(exc).__name__}: {exc}") from None
+        raise ArtifactError(f"{path} is not a readable ONNX model: {type(exc).__name__}: {exc}") from None
 
 
 def _dims(value: onnx.ValueInfoProto) -> tuple[int | str | None, ...]:

@@ -34,7 +34,6 @@ from conformance.checks.validity import check_opset_validity
 from conformance.encoders import EncoderKind
 from conformance.results import CheckResult, skipped
 from conformance.subject import Subject
-from conformance.tolerances import limits
 
 
 class Scope(StrEnum):
@@ -108,7 +107,7 @@ def _parity(s: Subject, _: None) -> CheckResult:
 def _zero_shot_agreement(s: Subject, _: None) -> CheckResult:
     n_images = min(4, inputs.max_batch(s.variant, EncoderKind.IMAGE))
     image, text = s.artifacts[EncoderKind.IMAGE], s.artifacts[EncoderKind.TEXT_SPLIT]
-    return check_zero_shot_agreement(image, text, s.model, n_images=n_images, tie=limits().zero_shot_tie)
+    return check_zero_shot_agreement(image, text, s.model, n_images=n_images)
 
 
 def _known_answer(s: Subject, _: None) -> CheckResult:

@@ -94,7 +94,7 @@ def _is_torchscript_archive(path: Path) -> bool:
 def _state_dict_of(path: Path) -> dict[str, torch.Tensor]:
     if _is_torchscript_archive(path):
         # The official files. We read them as `clip.load` does, but openai-clip 1.0.1 cannot read plain
-        # state dicts at all (NOTES.md: EOFError), so both kinds go through `build_model` below.
+        # state dicts at all (its loader raises EOFError on them), so both kinds go through `build_model` below.
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)  # torch 2.14 deprecates torch.jit.load
             return torch.jit.load(str(path), map_location="cpu").state_dict()

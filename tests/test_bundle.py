@@ -183,10 +183,10 @@ def test_bundle_of_unverified_weights_needs_those_weights(tmp_path):
 
     def factory(weights_path):
         return Models(
-            cache=None,
+            cache=None,  # type: ignore[arg-type]  # reference_for never exports
             weights_path=weights_path,
             seed=0,
-            device="cpu",  # type: ignore[arg-type]
+            device="cpu",
             progress=lambda m: None,
         )
 

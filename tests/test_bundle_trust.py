@@ -121,10 +121,10 @@ def test_weights_given_for_a_synthetic_bundle_fail(shipped, tmp_path):
     from fixtures.models import Models
 
     factory = Models(
-        cache=None,
+        cache=None,  # type: ignore[arg-type]  # reference_for never exports
         weights_path=checkpoint,
         seed=0,
-        device="cpu",  # type: ignore[arg-type]
+        device="cpu",
         progress=lambda m: None,
     )
     with pytest.raises(Exception, match="synthetic"):
@@ -140,10 +140,10 @@ def test_bundle_of_an_older_synthetic_scheme_is_refused_not_rebuilt(bundle):
     from fixtures.models import Models
 
     factory = Models(
-        cache=None,
+        cache=None,  # type: ignore[arg-type]  # reference_for never exports
         weights_path=None,
         seed=0,
-        device="cpu",  # type: ignore[arg-type]
+        device="cpu",
         progress=lambda m: None,
     )
     with pytest.raises(Exception, match="synthetic/1"):

@@ -20,7 +20,8 @@ def _snapshot(model: torch.nn.Module) -> dict[str, torch.Tensor]:
 @pytest.mark.parametrize("exporter", list(Exporter))
 @pytest.mark.parametrize("variant", [TINY_VIT, TINY_RN], ids=lambda v: v.name)
 def test_export_leaves_the_source_model_bitwise_unchanged(variant, exporter, tmp_path):
-    """RN BatchNorm statistics moved once when a wrapper left in train mode flipped CLIP (NOTES.md)."""
+    """A wrapper left in train mode flips CLIP too (the TorchScript exporter restores the mode it found), and
+    the RN BatchNorm layers then update their running statistics during the export's forward pass."""
     loaded = synthetic(variant)
     before, training = _snapshot(loaded.model), loaded.model.training
     cache = ExportCache(tmp_path, progress=lambda m: None)

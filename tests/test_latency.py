@@ -51,6 +51,12 @@ def test_rounds_fit_the_time_budget_within_their_bounds():
     assert plan.rounds_for(0.0) == 30
 
 
+def test_without_a_warm_up_the_stated_minimum_is_timed(tiny_cache):
+    plan = LatencyPlan(batch=1, min_rounds=4, warmup=0, budget_s=60.0, max_rounds=100)
+    figures = measure_latency(good(tiny_cache, TINY_VIT, "image"), synthetic(TINY_VIT).model, plan)
+    assert figures["ort"]["rounds"] == figures["torch"]["rounds"] == 4 and figures["warmup"] == 0
+
+
 def test_rounds_interleave_ort_and_torch():
     calls: list[str] = []
     interleaved_rounds(lambda: calls.append("ort"), lambda: calls.append("torch"), 3)
@@ -208,3 +214,17 @@ def test_baseline_matching_no_case_of_the_run_warns_loudly(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         warn_if_baseline_matches_nothing(baseline, [(case, 1)])  # matches: no warning
+
+
+def test_quick_times_one_exporter_per_encoder_at_the_largest_batch_and_full_times_every_case():
+    from fixtures.latency import timed_cases
+
+    vit = get("ViT-B/32")
+    cases = [Case(vit, kind, exporter) for kind in EncoderKind for exporter in Exporter]
+    quick = timed_cases(cases, "quick", [1, 8])
+    assert [(c.encoder, c.exporter, b) for c, b in quick] == [(k, Exporter.DYNAMO, 8) for k in EncoderKind]
+    only_torchscript = timed_cases([c for c in cases if c.exporter == Exporter.TORCHSCRIPT], "quick", [1, 8])
+    assert {c.exporter for c, _ in only_torchscript} == {Exporter.TORCHSCRIPT} and len(only_torchscript) == 3
+    full = timed_cases(cases, "full", [1, 8])
+    assert len(full) == len(cases) * 2
+    assert timed_cases([Case(get("RN50x64"), EncoderKind.IMAGE, Exporter.DYNAMO)], "quick", [1, 8])[0][1] == 1

@@ -164,7 +164,7 @@ def _last_eot_wins(artifact, folder):
     """The text-full graph with ArgMax picking the *last* maximum: right for every text with one EOT."""
     import onnx
 
-    from tests.helpers import edit_graph
+    from tests.graph_edits import edit_graph
 
     def edit(model) -> None:
         argmaxes = [n for n in model.graph.node if n.op_type == "ArgMax"]

@@ -55,7 +55,7 @@ def _perturbed(tensor: torch.Tensor) -> torch.Tensor:
 
 def insensitive(model: torch.nn.Module, variant: Variant, encoder: EncoderKind, change) -> list[str]:
     """The tensors whose `change` leaves the encoder's output within the fp32 parity tolerance."""
-    x = parity_inputs(variant, encoder, 2)
+    x = np.concatenate(parity_inputs(variant, encoder, 2))
     reference = run_torch(model, encoder, x)
     found = []
     for name, tensor in read_tensors(model, encoder).items():

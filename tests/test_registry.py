@@ -1,0 +1,61 @@
+"""The check registry: one name per check, from the test ID to the report column and the tolerance table."""
+
+import subprocess
+import sys
+
+import pytest
+
+from conformance.case import Case, Exporter
+from conformance.encoders import EncoderKind
+from conformance.registry import BY_NAME, CHECKS, COLUMNS, Scope, run_check
+from conformance.report import html
+from conformance.subject import Subject
+from tests.helpers import TINY_VIT, good, synthetic
+
+
+def test_names_are_unique_and_are_the_report_columns_in_order():
+    assert len(BY_NAME) == len(CHECKS)
+    assert COLUMNS == tuple(c.name for c in CHECKS)
+    tests = [{"check": name, "test": name, "outcome": "passed", "variant": "v"} for name in reversed(COLUMNS)]
+    assert html.matrix(tests)[0] == list(COLUMNS)
+
+
+def test_every_check_is_a_test_named_after_it(repo_root):
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-p",
+            "no:cacheprovider",
+            "--collect-only",
+            "-q",
+            "--variant",
+            "tiny-vit",
+            "conformance/test_checks.py",
+        ],
+        cwd=repo_root,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    collected = {line.split("::")[1].split("[")[0] for line in run.stdout.splitlines() if "::" in line}
+    expected = {f"test_{c.name}" for c in CHECKS if c.scope != Scope.BUNDLE}  # bundle tests need --artifacts
+    assert collected == expected, run.stdout[-2000:]
+
+
+def test_applicability_follows_the_row():
+    split_only = BY_NAME["projection_file"]
+    assert split_only.applies(Case(TINY_VIT, EncoderKind.TEXT_SPLIT, Exporter.DYNAMO))
+    assert not split_only.applies(Case(TINY_VIT, EncoderKind.IMAGE, Exporter.DYNAMO))
+    assert BY_NAME["dynamic_batch"].profiles is not None  # a static NPU profile will not get it
+    assert BY_NAME["parity"].applies(Case(TINY_VIT, None, Exporter.DYNAMO))
+
+
+@pytest.mark.parametrize("name", ["opset_validity", "io_contract", "parity", "repeatability"])
+def test_run_check_works_without_pytest_and_carries_the_registry_name(tiny_cache, name):
+    artifact = good(tiny_cache, TINY_VIT, EncoderKind.IMAGE)
+    subject = Subject(artifact.case, synthetic(TINY_VIT).model, {EncoderKind.IMAGE: artifact})
+    result = run_check(name, subject)
+    assert result.passed, result.message
+    assert result.check == name
