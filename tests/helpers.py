@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import shutil
+import subprocess
+import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -101,3 +104,30 @@ class OddBatchShift(VisualWrapper):
         batch = x.new_ones(x.shape[0]).sum()
         odd = torch.remainder(batch, 2.0) * (batch > 1.5).to(out.dtype)
         return out + 0.05 * odd
+
+
+def pytest_run(repo_root: Path, *args: str, timeout: int = 300) -> subprocess.CompletedProcess[str]:
+    """A run as the user types it, but its reports go to a temp folder: reports/ holds the user's last run."""
+    if not any(arg.startswith("--report-dir") for arg in args):
+        args = (*args, f"--report-dir={tempfile.mkdtemp(prefix='selftest-reports-')}")
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *args],
+        cwd=repo_root,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def export_bundle(out: Path, *options: str) -> int:
+    """`python -m conformance export --variant tiny-vit --out OUT [options]`, in process."""
+    from conformance import cli
+
+    return cli.main(["export", "--variant", "tiny-vit", "--out", str(out), *options])
+
+
+def reference_models(weights_path: Path | None) -> Any:
+    """The session's model store as `--artifacts` runs use it, for `reference_for` (which never exports)."""
+    from fixtures.models import Models
+
+    return Models(cache=None, weights_path=weights_path, seed=0, device="cpu", progress=lambda m: None)  # type: ignore[arg-type]

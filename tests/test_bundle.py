@@ -15,7 +15,7 @@ from conformance import cli
 from conformance.bundle.manifest import open_bundle
 from conformance.checks.bundle import check_bundle_integrity
 from conformance.encoders import EncoderKind
-from tests.helpers import TINY_VIT, synthetic
+from tests.helpers import TINY_VIT, export_bundle, reference_models, synthetic
 
 
 @pytest.fixture(scope="module")
@@ -154,42 +154,16 @@ def test_run_on_a_good_and_a_bad_bundle_reports_both(good_bundle, bundle, repo_r
 
 
 def test_bundle_of_unverified_weights_needs_those_weights(tmp_path):
-    from fixtures.models import Models
-
     checkpoint = tmp_path / "finetuned.pt"
     torch.save(synthetic(TINY_VIT, seed=7).model.state_dict(), checkpoint)
     out = tmp_path / "b"
+    options = ["--weights", str(checkpoint), "--exporter", "torchscript", "--export-cache", str(tmp_path / "c")]
     with pytest.warns(UserWarning, match="unverified"):
-        assert (
-            cli.main(
-                [
-                    "export",
-                    "--variant",
-                    "tiny-vit",
-                    "--out",
-                    str(out),
-                    "--weights",
-                    str(checkpoint),
-                    "--exporter",
-                    "torchscript",
-                    "--export-cache",
-                    str(tmp_path / "c"),
-                ]
-            )
-            == 0
-        )
+        assert export_bundle(out, *options) == 0
     found = open_bundle(out)
     assert found.provenance.kind == "unverified-file"
 
-    def factory(weights_path):
-        return Models(
-            cache=None,  # type: ignore[arg-type]  # reference_for never exports
-            weights_path=weights_path,
-            seed=0,
-            device="cpu",
-            progress=lambda m: None,
-        )
-
+    factory = reference_models
     with pytest.raises(Exception, match="pass --weights=PATH to that checkpoint"):
         factory(None).reference_for(found)
     other = tmp_path / "other.pt"
@@ -228,21 +202,6 @@ def test_interrupted_export_leaves_no_bundle(tmp_path, monkeypatch):
 
     monkeypatch.setattr("conformance.bundle.write.sha256_of", crash)
     out = tmp_path / "bundle"
-    assert (
-        cli.main(
-            [
-                "export",
-                "--variant",
-                "tiny-vit",
-                "--out",
-                str(out),
-                "--exporter",
-                "torchscript",
-                "--export-cache",
-                str(tmp_path / "c"),
-            ]
-        )
-        == cli.USAGE
-    )
+    assert export_bundle(out, "--exporter", "torchscript", "--export-cache", str(tmp_path / "c")) == cli.USAGE
     assert not out.exists()
     assert [p.name for p in tmp_path.iterdir()] == ["c"]

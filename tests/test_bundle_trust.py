@@ -12,7 +12,7 @@ from conformance import cli
 from conformance.bundle.manifest import open_bundle
 from conformance.checks.bundle import check_bundle_integrity
 from conformance.weights import sha256_of
-from tests.helpers import TINY_VIT, synthetic
+from tests.helpers import TINY_VIT, reference_models, synthetic
 
 
 @pytest.fixture(scope="module")
@@ -118,17 +118,8 @@ def test_weights_given_for_a_synthetic_bundle_fail(shipped, tmp_path):
     result = check_bundle_integrity(shipped, weights=checkpoint)
     assert not result.passed
     assert "synthetic" in result.message and "ViT-B-32.pt" in result.message
-    from fixtures.models import Models
-
-    factory = Models(
-        cache=None,  # type: ignore[arg-type]  # reference_for never exports
-        weights_path=checkpoint,
-        seed=0,
-        device="cpu",
-        progress=lambda m: None,
-    )
     with pytest.raises(Exception, match="synthetic"):
-        factory.reference_for(open_bundle(shipped))
+        reference_models(checkpoint).reference_for(open_bundle(shipped))
 
 
 def test_bundle_of_an_older_synthetic_scheme_is_refused_not_rebuilt(bundle):
@@ -137,17 +128,8 @@ def test_bundle_of_an_older_synthetic_scheme_is_refused_not_rebuilt(bundle):
     result = check_bundle_integrity(bundle)
     assert not result.passed and "scheme 'synthetic/1'" in result.message
     assert "export the bundle again" in result.message
-    from fixtures.models import Models
-
-    factory = Models(
-        cache=None,  # type: ignore[arg-type]  # reference_for never exports
-        weights_path=None,
-        seed=0,
-        device="cpu",
-        progress=lambda m: None,
-    )
     with pytest.raises(Exception, match="synthetic/1"):
-        factory.reference_for(open_bundle(bundle))
+        reference_models(None).reference_for(open_bundle(bundle))
 
 
 @pytest.mark.parametrize(

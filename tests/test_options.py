@@ -4,7 +4,7 @@ when the suite's options are used outside its folder."""
 import subprocess
 import sys
 
-from tests.test_plugin import pytest_run
+from tests.helpers import pytest_run
 
 
 def test_path_option_after_a_space_parses_in_the_suite_folder(repo_root, tmp_path):

@@ -1,27 +1,11 @@
 """The pytest layer, driven as a user drives it: in a subprocess, from the repository root."""
 
 import json
-import subprocess
-import sys
-import tempfile
-from pathlib import Path
 
 import pytest
 
 from conformance import variants
-
-
-def pytest_run(repo_root: Path, *args: str, timeout: int = 300) -> subprocess.CompletedProcess[str]:
-    """A run as the user types it, but its reports go to a temp folder: reports/ holds the user's last run."""
-    if not any(arg.startswith("--report-dir") for arg in args):
-        args = (*args, f"--report-dir={tempfile.mkdtemp(prefix='selftest-reports-')}")
-    return subprocess.run(
-        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *args],
-        cwd=repo_root,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+from tests.helpers import pytest_run
 
 
 def test_unknown_variant_is_a_usage_error_naming_the_nine(repo_root):
@@ -96,32 +80,14 @@ def test_xfail_file_marks_tests_and_warns_on_stale_entries(repo_root, tmp_path):
     xfails.write_text(
         "test_io_contract[tiny-rn-image-torchscript-op20]  # example reason\ntest_nothing_like_this[*]  # stale entry\n"
     )
-    run = pytest_run(
-        repo_root,
-        "--variant",
-        "tiny-rn",
-        "--exporter",
-        "torchscript",
-        f"--xfails={xfails}",
-        f"--export-cache={tmp_path / 'cache'}",
-        "-rxX",
-        "conformance/test_checks.py::test_io_contract",
-    )
+    common = [*"--variant tiny-rn --exporter torchscript".split(), f"--xfails={xfails}"]
+    common += [f"--export-cache={tmp_path / 'cache'}", "conformance/test_checks.py::test_io_contract"]
+    run = pytest_run(repo_root, *common, "-rxX")
     assert run.returncode == 0, run.stdout
     assert "XPASS" in run.stdout and "example reason" in run.stdout
     assert "'test_nothing_like_this[*]' matches no collected test" in run.stdout
 
-    strict = pytest_run(
-        repo_root,
-        "--variant",
-        "tiny-rn",
-        "--exporter",
-        "torchscript",
-        f"--xfails={xfails}",
-        f"--export-cache={tmp_path / 'cache'}",
-        "--strict-xfails",
-        "conformance/test_checks.py::test_io_contract",
-    )
+    strict = pytest_run(repo_root, *common, "--strict-xfails")
     assert strict.returncode == 1 and "XPASS(strict)" in strict.stdout
 
 

@@ -1,8 +1,5 @@
 """The check registry: one name per check, from the test ID to the report column and the tolerance table."""
 
-import subprocess
-import sys
-
 import pytest
 
 from conformance.case import Case, Exporter
@@ -10,7 +7,7 @@ from conformance.encoders import EncoderKind
 from conformance.registry import BY_NAME, CHECKS, COLUMNS, Scope, run_check
 from conformance.report import html
 from conformance.subject import Subject
-from tests.helpers import TINY_VIT, good, synthetic
+from tests.helpers import TINY_VIT, good, pytest_run, synthetic
 
 
 def test_names_are_unique_and_are_the_report_columns_in_order():
@@ -21,24 +18,7 @@ def test_names_are_unique_and_are_the_report_columns_in_order():
 
 
 def test_every_check_is_a_test_named_after_it(repo_root):
-    run = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            "-p",
-            "no:cacheprovider",
-            "--collect-only",
-            "-q",
-            "--variant",
-            "tiny-vit",
-            "conformance/test_checks.py",
-        ],
-        cwd=repo_root,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    run = pytest_run(repo_root, "--collect-only", "-q", "--variant", "tiny-vit", "conformance/test_checks.py")
     collected = {line.split("::")[1].split("[")[0] for line in run.stdout.splitlines() if "::" in line}
     expected = {f"test_{c.name}" for c in CHECKS if c.scope != Scope.BUNDLE}  # bundle tests need --artifacts
     assert collected == expected, run.stdout[-2000:]
