@@ -7,6 +7,8 @@ every other in content, so a swap or a mix of two rows always changes something.
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 import torch
 from hypothesis import strategies as st
@@ -168,10 +170,17 @@ def _image_item(resolution: int, index: int) -> np.ndarray:
     return np.clip(pixels, 0, 1).astype(np.float32)
 
 
+@lru_cache(maxsize=128)  # the checks ask for the same items again and again (every batch size, every graph)
+def _normalised_item(resolution: int, index: int) -> np.ndarray:
+    item = ((_image_item(resolution, index) - _MEAN) / _STD).astype(np.float32)
+    item.setflags(write=False)
+    return item
+
+
 def images(variant: Variant, batch: int, offset: int = 0) -> np.ndarray:
     """Items offset .. offset+batch-1, normalised as CLIP's preprocessing leaves them: [batch, 3, R, R]."""
     r = variant.image_resolution
-    return np.stack([(_image_item(r, offset + i) - _MEAN) / _STD for i in range(batch)]).astype(np.float32)
+    return np.stack([_normalised_item(r, offset + i) for i in range(batch)])
 
 
 def tokens(texts: list[str], variant: Variant) -> np.ndarray:

@@ -7,22 +7,43 @@ import sys
 from tests.helpers import pytest_run
 
 
-def test_path_option_after_a_space_parses_in_the_suite_folder(repo_root, tmp_path):
+def test_a_path_after_a_space_that_would_move_the_rootdir_is_refused_with_the_fix(repo_root, tmp_path):
+    """`--weights /data/ViT-B-32.pt`: pytest takes an existing path outside the checkout for a test path and
+    settles its rootdir there, before any plugin loads. The run stops and says to write it with '='."""
     checkpoint = tmp_path / "ViT-B-32.pt"
-    checkpoint.write_bytes(b"not read by --collect-only")
+    checkpoint.write_bytes(b"never read: the run stops first")
+    run = pytest_run(repo_root, "--weights", str(checkpoint), "--collect-only", "-q")
+    assert run.returncode == 4, run.stdout[-2000:] + run.stderr[-2000:]
+    assert f"Write the option with '=': --weights={checkpoint}" in run.stderr
+    assert "unrecognized arguments" not in run.stderr and "Traceback" not in run.stderr
+    report_dir = tmp_path / "reports"
+    report_dir.mkdir()
+    run = pytest_run(repo_root, "--report-dir", str(report_dir), "--collect-only", "-q")
+    assert run.returncode == 4 and f"--report-dir={report_dir}" in run.stderr  # not 300 self-tests collected
+
+
+def test_a_path_after_a_space_works_where_it_cannot_move_the_rootdir(repo_root, tmp_path):
+    """A path that does not exist yet, or one inside the checkout, leaves the rootdir alone."""
     run = pytest_run(
         repo_root,
+        "--report-dir",
+        str(tmp_path / "new"),
         "--weights",
-        str(checkpoint),
-        "--export-cache",
-        str(tmp_path / "c"),
+        "conformance/data/CLIP.png",
         "--collect-only",
         "-q",
         "conformance/test_checks.py::test_opset_validity",
     )
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
-    assert "unrecognized arguments" not in run.stderr
-    assert f"rootdir: {repo_root}" in run.stdout or "test_opset_validity[ViT-B-32-image" in run.stdout
+    assert run.stdout.count("test_opset_validity[") == 6
+
+
+def test_the_equals_form_always_works(repo_root, tmp_path):
+    checkpoint = tmp_path / "ViT-B-32.pt"
+    checkpoint.write_bytes(b"not read by --collect-only")
+    run = pytest_run(repo_root, f"--weights={checkpoint}", "--collect-only", "conformance/test_checks.py")
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
+    assert f"rootdir: {repo_root}" in run.stdout and f"checkpoint {checkpoint}" in run.stdout
 
 
 def test_suite_options_outside_the_suite_folder_say_where_to_run(tmp_path):
