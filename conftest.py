@@ -1,2 +1,2 @@
 # fixtures.options is also an installed entry point (pyproject): listed here too for runs without the install.
-pytest_plugins = ["fixtures.options", "fixtures.plugin", "fixtures.xdist"]
+pytest_plugins = ["fixtures.options", "fixtures.plugin", "fixtures.xdist", "fixtures.order"]

@@ -65,6 +65,13 @@ class Artifact:
     def label(self) -> str:
         return f"{self.case.id} ({self.source})"
 
+    def fingerprint(self) -> tuple[tuple[str, int, int], ...]:
+        """Name, mtime and size of the graph and every file beside it that it lists (external data, projection):
+        what a session or a shared output made from this artifact depends on."""
+        names = dict.fromkeys([self.onnx_file, *self.files])
+        stats = ((name, self.folder / name) for name in names)
+        return tuple((name, path.stat().st_mtime_ns, path.stat().st_size) for name, path in stats if path.is_file())
+
     def verify_sizes(self) -> None:
         for name, size in self.files.items():
             path = self.folder / name

@@ -17,7 +17,7 @@ from conformance.artifact import Artifact
 from conformance.encoders import ClipModel, EncoderKind
 from conformance.runtime import run_onnx, run_torch
 
-LIMIT = 256  # entries per store; a ViT-L/14 text-split batch of 16 is 4 MB
+BUDGET_BYTES = 512 * 2**20  # per store: ViT-L/14's text-split outputs run to 4 MB a batch of 16
 
 
 def _digest(array: np.ndarray) -> str:
@@ -25,8 +25,11 @@ def _digest(array: np.ndarray) -> str:
 
 
 class _Store:
+    """Least recently used first out, once the arrays held exceed `BUDGET_BYTES`."""
+
     def __init__(self) -> None:
         self._items: OrderedDict[tuple[object, ...], tuple[str, np.ndarray]] = OrderedDict()
+        self.nbytes = 0
 
     def get(self, key: tuple[object, ...]) -> np.ndarray | None:
         hit = self._items.get(key)
@@ -38,13 +41,14 @@ class _Store:
     def put(self, key: tuple[object, ...], group: str, value: np.ndarray) -> np.ndarray:
         value.setflags(write=False)  # shared: a check that edits its copy in place would corrupt the others'
         self._items[key] = (group, value)
-        while len(self._items) > LIMIT:
-            self._items.popitem(last=False)
+        self.nbytes += value.nbytes
+        while self.nbytes > BUDGET_BYTES and len(self._items) > 1:
+            self.nbytes -= self._items.popitem(last=False)[1][1].nbytes
         return value
 
     def drop_group(self, group: str) -> None:
         for key in [k for k, (owner, _) in self._items.items() if owner == group]:
-            del self._items[key]
+            self.nbytes -= self._items.pop(key)[1].nbytes
 
 
 _ONNX = _Store()
@@ -52,8 +56,7 @@ _TORCH: weakref.WeakKeyDictionary[ClipModel, _Store] = weakref.WeakKeyDictionary
 
 
 def onnx_output(artifact: Artifact, array: np.ndarray) -> np.ndarray:
-    path = artifact.onnx_path
-    key = (path, path.stat().st_mtime_ns, _digest(array))
+    key = (artifact.onnx_path, artifact.fingerprint(), _digest(array))
     hit = _ONNX.get(key)
     return hit if hit is not None else _ONNX.put(key, artifact.case.group, run_onnx(artifact, array))
 

@@ -28,16 +28,17 @@ def _open(path: Path, threads: int) -> ort.InferenceSession:
 
 class SessionStore:
     """One onnxruntime session per graph file, reused by every check of its case and closed when its group
-    (a variant) is done (`close_group`), so memory stays bounded under `--variant all`. A changed file (by
-    mtime) gets a fresh session; `limit` bounds the store when nobody closes groups (library use)."""
+    (a variant) is done (`close_group`), so memory stays bounded under `--variant all`. A changed graph or
+    external-data file (by mtime and size) gets a fresh session; `limit` bounds the store when nobody closes
+    groups (library use)."""
 
     def __init__(self, limit: int = 8) -> None:
         self.limit = limit
-        self._sessions: OrderedDict[tuple[Path, int, int], tuple[str, ort.InferenceSession]] = OrderedDict()
+        self._sessions: OrderedDict[tuple[object, ...], tuple[str, ort.InferenceSession]] = OrderedDict()
 
     def get(self, artifact: Artifact, threads: int) -> ort.InferenceSession:
         path = artifact.onnx_path
-        key = (path, path.stat().st_mtime_ns, threads)
+        key = (path, artifact.fingerprint(), threads)
         if key not in self._sessions:
             self._sessions[key] = (artifact.case.group, _open(path, threads))
             while len(self._sessions) > self.limit:

@@ -15,7 +15,7 @@ from conformance import cli
 from conformance.bundle.manifest import open_bundle
 from conformance.checks.bundle import check_bundle_integrity
 from conformance.encoders import EncoderKind
-from tests.helpers import TINY_VIT, export_bundle, reference_models, synthetic
+from tests.helpers import TINY_VIT, export_bundle, pytest_run, reference_models, synthetic
 
 
 @pytest.fixture(scope="module")
@@ -205,3 +205,24 @@ def test_interrupted_export_leaves_no_bundle(tmp_path, monkeypatch):
     assert export_bundle(out, "--exporter", "torchscript", "--export-cache", str(tmp_path / "c")) == cli.USAGE
     assert not out.exists()
     assert [p.name for p in tmp_path.iterdir()] == ["c"]
+
+
+def test_bundle_without_an_image_graph_fails_integrity_and_the_run_goes_on(bundle, repo_root, tmp_path):
+    """A manifest listing only the text graph: its integrity test fails with the reason; collection survives."""
+    _rewrite(bundle, lambda m: m["graphs"].pop("image"))
+    run = pytest_run(
+        repo_root,
+        "--latency=none",
+        f"--artifacts={bundle}",
+        "-q",
+        "-rf",
+        "conformance/test_checks.py::test_bundle_integrity",
+    )
+    assert run.returncode == 1, run.stdout[-3000:]
+    assert "Interrupted" not in run.stdout and "a bundle holds an image graph and a split text graph" in run.stdout
+
+
+def test_two_bundles_with_one_folder_name_are_a_usage_error(good_bundle, repo_root, tmp_path):
+    twin = Path(shutil.copytree(good_bundle, tmp_path / "elsewhere" / good_bundle.name))
+    run = pytest_run(repo_root, f"--artifacts={good_bundle}", f"--artifacts={twin}", "--collect-only", "-q")
+    assert run.returncode == 4 and "--artifacts folders share a name" in run.stderr, run.stderr[-2000:]

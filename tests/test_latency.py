@@ -203,17 +203,21 @@ def test_batch_sizes_are_scaled_down_for_costly_variants():
 
 
 def test_baseline_matching_no_case_of_the_run_warns_loudly(tmp_path):
-    from fixtures.latency import warn_if_baseline_matches_nothing
+    from fixtures.latency import warn_about_baseline_coverage
 
     path = tmp_path / "results.json"
     path.write_text(json.dumps(_results_doc("cpu", 2)))
     baseline = load_baseline(path)
     case = Case(TINY_VIT, EncoderKind.IMAGE, Exporter.DYNAMO, opset=20)
     with pytest.warns(UserWarning, match="matches none of this run's latency cases"):
-        warn_if_baseline_matches_nothing(baseline, [(case, 8)])
+        warn_about_baseline_coverage(baseline, [(case, 8)])
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        warn_if_baseline_matches_nothing(baseline, [(case, 1)])  # matches: no warning
+        warn_about_baseline_coverage(baseline, [(case, 1)])  # matches: no warning
+    with pytest.warns(
+        UserWarning, match=r"has no p50 for 1 of the 2 timed cases \(tiny-vit-image-dynamo-op20-batch8\)"
+    ):
+        warn_about_baseline_coverage(baseline, [(case, 1), (case, 8)])
 
 
 def test_quick_times_one_exporter_per_encoder_at_the_largest_batch_and_full_times_every_case():
@@ -225,6 +229,11 @@ def test_quick_times_one_exporter_per_encoder_at_the_largest_batch_and_full_time
     assert [(c.encoder, c.exporter, b) for c, b in quick] == [(k, Exporter.DYNAMO, 8) for k in EncoderKind]
     only_torchscript = timed_cases([c for c in cases if c.exporter == Exporter.TORCHSCRIPT], "quick", [1, 8])
     assert {c.exporter for c, _ in only_torchscript} == {Exporter.TORCHSCRIPT} and len(only_torchscript) == 3
+    two_opsets = [Case(vit, EncoderKind.IMAGE, e, opset) for e in Exporter for opset in (17, 20)]
+    assert sorted((c.exporter, c.opset) for c, _ in timed_cases(two_opsets, "quick", [1, 8])) == [
+        (Exporter.DYNAMO, 17),
+        (Exporter.DYNAMO, 20),
+    ]  # each opset is another graph: each is timed
     full = timed_cases(cases, "full", [1, 8])
     assert len(full) == len(cases) * 2
     assert timed_cases([Case(get("RN50x64"), EncoderKind.IMAGE, Exporter.DYNAMO)], "quick", [1, 8])[0][1] == 1

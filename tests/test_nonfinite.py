@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from conformance import inputs
-from conformance.checks.batch import check_dynamic_batch, check_row_independence
+from conformance.checks.batch import check_dynamic_batch, check_repeatability, check_row_independence
 from conformance.checks.parity import check_parity, check_zero_shot_agreement
 from conformance.checks.projection import check_projection_roundtrip, check_split_matches_full
 from conformance.encoders import EncoderKind
@@ -32,6 +32,8 @@ def test_non_finite_output_fails_parity_naming_count_and_rows(tiny_cache, tmp_pa
 def test_non_finite_output_fails_batch_and_row_checks(tiny_cache, tmp_path, mode):
     broken = poison_output(good(tiny_cache, TINY_RN, EncoderKind.IMAGE), tmp_path / "b", mode)
     assert not check_dynamic_batch(broken, [1, 2, 3], ROWS).passed
+    repeat = check_repeatability(broken)
+    assert not repeat.passed and "non-finite" in repeat.message and "not deterministic" not in repeat.message
     result = check_row_independence(broken, 3, ROWS)
     assert not result.passed and "non-finite" in result.message
 

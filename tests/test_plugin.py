@@ -194,3 +194,16 @@ def test_bad_weights_message_is_one_line_without_the_exception_chain(repo_root, 
     for test in tests:
         assert "empty.pt is empty" in test["message"]
         assert "During handling" not in test["message"] and "\n" not in test["message"].strip()
+
+
+def test_tests_run_one_variant_at_a_time_with_latency_last(repo_root):
+    """pytest's own reordering by fixture parameter interleaves variants; the suite's trylast order undoes that,
+    so a model is built once, its sessions are closed once, and timing runs on warm sessions."""
+    run = pytest_run(repo_root, "--variant", "tiny-vit", "--variant", "tiny-rn", "--collect-only", "-q")
+    ids = [line for line in run.stdout.splitlines() if "::" in line]
+    groups = ["tiny-rn" if "[tiny-rn-" in line else "tiny-vit" for line in ids]
+    assert groups == sorted(groups, key=groups.index), "a variant's tests are not contiguous"
+    for variant in ("tiny-vit", "tiny-rn"):
+        mine = [line for line, group in zip(ids, groups, strict=True) if group == variant]
+        timed = [i for i, line in enumerate(mine) if "::test_latency[" in line]
+        assert timed and timed == list(range(len(mine) - len(timed), len(mine))), f"{variant}: latency not last"

@@ -6,7 +6,7 @@ import pytest
 from conformance import inputs, outputs, runtime
 from conformance.case import Exporter
 from conformance.encoders import EncoderKind
-from tests.helpers import TINY_RN, TINY_VIT, good, synthetic
+from tests.helpers import TINY_RN, TINY_VIT, copy_artifact, good, synthetic
 
 
 def test_one_session_per_graph_until_its_variant_is_done(tiny_cache):
@@ -65,3 +65,25 @@ def test_one_torch_reference_per_model_and_input(monkeypatch):
     assert a is b and len(calls) == 1
     other_model = synthetic(TINY_VIT, seed=1).model  # another model never gets this one's reference
     assert not np.array_equal(outputs.torch_output(other_model, EncoderKind.TEXT_FULL, x), a)
+
+
+def test_a_changed_external_data_file_gets_a_fresh_session_and_output(tiny_cache, tmp_path):
+    artifact = copy_artifact(good(tiny_cache, TINY_VIT, EncoderKind.IMAGE, Exporter.DYNAMO), tmp_path / "a")
+    data = next(artifact.folder / name for name in artifact.files if name.endswith(".data"))
+    x = inputs.batch_for(TINY_VIT, EncoderKind.IMAGE, 2, offset=4242)
+    before, session = outputs.onnx_output(artifact, x), runtime.session(artifact)
+    raw = bytearray(data.read_bytes())
+    raw[: len(raw) // 2] = bytes(len(raw) // 2)  # the weights zeroed in place; the graph file is untouched
+    data.write_bytes(bytes(raw))
+    assert runtime.session(artifact) is not session
+    assert not np.array_equal(outputs.onnx_output(artifact, x), before)
+
+
+def test_the_output_store_stays_within_its_byte_budget(monkeypatch):
+    monkeypatch.setattr(outputs, "BUDGET_BYTES", 3 * 1024)
+    store = outputs._Store()
+    for index in range(10):
+        store.put(("k", index), "g", np.zeros(256, np.float32))  # 1 KiB each
+    assert store.nbytes <= 3 * 1024 and store.get(("k", 9)) is not None and store.get(("k", 0)) is None
+    store.drop_group("g")
+    assert store.nbytes == 0

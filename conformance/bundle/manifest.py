@@ -46,8 +46,9 @@ class Bundle:
         return [EncoderKind(entry["encoder"]) for entry in self.manifest["graphs"].values()]
 
     def case(self, encoder: EncoderKind | None = None) -> Case:
-        """One graph's case (or, with no encoder, the bundle's graphs together)."""
-        entry = self.manifest["graphs"][str(encoder or EncoderKind.IMAGE)]
+        """One graph's case, or, with no encoder, the bundle's graphs together (with the first graph's axes)."""
+        graphs = self.manifest["graphs"]
+        entry = graphs[str(encoder)] if encoder else next(iter(graphs.values()))
         record = {**self.manifest, **entry, "encoder": str(encoder) if encoder else None}
         return Case.from_record(record, bundle=self.folder)
 
@@ -88,10 +89,12 @@ def open_bundle(folder: Path) -> Bundle:
     manifest = read_manifest(folder)
     try:
         found = Bundle(folder, manifest, get(manifest["variant"]))
-        for encoder in found.encoders():
+        for encoder in [*found.encoders(), None]:
             found.case(encoder)
     except UnknownVariantError as exc:
         raise BundleError(f"{folder / MANIFEST}: {exc}") from None
+    except StopIteration:
+        raise BundleError(f"{folder / MANIFEST}: lists no graphs") from None
     except (KeyError, TypeError, ValueError) as exc:
         raise BundleError(f"{folder / MANIFEST}: a graph entry is malformed: {type(exc).__name__}: {exc}") from None
     return found

@@ -10,7 +10,7 @@ import numpy as np
 
 from conformance import inputs
 from conformance.artifact import Artifact
-from conformance.numerics import Comparison, Tolerance, compare
+from conformance.numerics import Comparison, Tolerance, compare, nonfinite_problem
 from conformance.outputs import onnx_output
 from conformance.results import CheckResult, error_line, verdict
 from conformance.runtime import run_onnx
@@ -75,6 +75,9 @@ def check_repeatability(artifact: Artifact, runs: int = 2) -> CheckResult:
         outputs = [onnx_output(artifact, x), *(run_onnx(artifact, x) for _ in range(runs - 1))]
     except Exception as exc:  # noqa: BLE001
         return verdict("repeatability", [f"onnxruntime failed: {error_line(exc)}"], {"runs": runs})
+    nonfinite = nonfinite_problem(outputs[0], "the output")
+    if nonfinite:  # NaN never equals itself: say what is wrong, not that the graph is not deterministic
+        return verdict("repeatability", [nonfinite], {"runs": runs})
     differing = sum(not np.array_equal(outputs[0], other) for other in outputs[1:])
     diff = max(float(np.abs(outputs[0] - other).max()) for other in outputs[1:])
     figures = {"runs": runs, "differing_runs": differing, "max_abs_diff": diff}
