@@ -108,8 +108,9 @@ def slow_down_by(
 ) -> tuple[Artifact, float]:
     """A copy whose ORT run on `x` takes about `factor` times as long, with identical outputs, and the factor
     it achieved. The chain's cost is first timed on its own, then the repeats are corrected (up to three
-    times) from `measure(artifact) -> seconds`, which should time the way the caller will (for latency:
-    interleaved with torch, which evicts the caches the chain's weights sit in)."""
+    times) from `measure(artifact) -> seconds`, timing the slowed and the good copy back to back; `measure`
+    should time the way the caller will (for latency: interleaved with torch, which evicts the caches the
+    chain's weights sit in)."""
     from conformance.runtime import run_onnx
 
     measure = measure or (lambda a: _median_seconds(lambda b: run_onnx(a, b), x))
@@ -118,7 +119,9 @@ def slow_down_by(
     tried: list[tuple[float, Artifact]] = []
     for attempt in range(4):
         slowed = slow_down(artifact, folder / f"slowed{attempt}", width=width, repeats=repeats)
-        achieved = measure(slowed) / base
+        # The good copy is timed again beside each slowed one: a shared machine drifts between attempts,
+        # and one early base measured on a busy moment would skew every ratio after it.
+        achieved = measure(slowed) / (base := measure(artifact))
         tried.append((achieved, slowed))
         if abs(achieved - factor) <= 0.06 * factor:
             break
