@@ -32,6 +32,7 @@ from conformance.checks.projection import (
 )
 from conformance.checks.validity import check_opset_validity
 from conformance.encoders import EncoderKind
+from conformance.numerics import Tolerance
 from conformance.results import CheckResult, skipped
 from conformance.subject import Subject
 
@@ -68,8 +69,13 @@ class Check:
             and (self.profiles is None or case.profile in self.profiles)
         )
 
-    def tolerance_of(self, subject: Subject) -> Any:
+    def tolerance_of(self, subject: Subject) -> Tolerance:
         return subject.tolerance(self.tolerance or self.name)
+
+
+def _tolerance(s: Subject, check: str) -> Tolerance:
+    """The tolerance its row names (its own table unless the row says another): one place decides."""
+    return BY_NAME[check].tolerance_of(s)
 
 
 # How each check is called: (subject, parameter) -> result. One adapter per check keeps the table below one
@@ -86,22 +92,22 @@ def _io_contract(s: Subject, _: None) -> CheckResult:
 
 def _dynamic_batch(s: Subject, _: None) -> CheckResult:
     sizes = inputs.batch_sizes(s.variant, s.artifact.encoder)
-    return check_dynamic_batch(s.artifact, sizes, s.tolerance("dynamic_batch"))
+    return check_dynamic_batch(s.artifact, sizes, _tolerance(s, "dynamic_batch"))
 
 
 def _dynamic_batch_drawn(s: Subject, data: Any) -> CheckResult:
     size = data.draw(inputs.batch_size_strategy(s.variant, s.artifact.encoder), label="batch")
-    return check_dynamic_batch(s.artifact, [size], s.tolerance("dynamic_batch"))
+    return check_dynamic_batch(s.artifact, [size], _tolerance(s, "dynamic_batch_drawn"))
 
 
 def _row_independence(s: Subject, _: None) -> CheckResult:
     largest = max(inputs.batch_sizes(s.variant, s.artifact.encoder))
-    return check_row_independence(s.artifact, largest, s.tolerance("row_independence"))
+    return check_row_independence(s.artifact, largest, _tolerance(s, "row_independence"))
 
 
 def _parity(s: Subject, _: None) -> CheckResult:
     batch = min(4, inputs.max_batch(s.variant, s.artifact.encoder))
-    return check_parity(s.artifact, s.model, s.tolerance("parity"), batch=batch)
+    return check_parity(s.artifact, s.model, _tolerance(s, "parity"), batch=batch)
 
 
 def _zero_shot_agreement(s: Subject, _: None) -> CheckResult:
@@ -119,12 +125,14 @@ def _projection_file(s: Subject, _: None) -> CheckResult:
 
 
 def _projection_roundtrip(s: Subject, case: str) -> CheckResult:
-    return check_projection_roundtrip(s.artifact, s.model, inputs.EDGE_TEXTS[case], s.tolerance("projection_roundtrip"))
+    return check_projection_roundtrip(
+        s.artifact, s.model, inputs.EDGE_TEXTS[case], _tolerance(s, "projection_roundtrip")
+    )
 
 
 def _projection_roundtrip_drawn(s: Subject, data: Any) -> CheckResult:
     texts = data.draw(st.lists(inputs.text_strategy(), min_size=1, max_size=4), label="texts")
-    return check_projection_roundtrip(s.artifact, s.model, texts, s.tolerance("projection_roundtrip"))
+    return check_projection_roundtrip(s.artifact, s.model, texts, _tolerance(s, "projection_roundtrip_drawn"))
 
 
 def _token_dtype(s: Subject, _: None) -> CheckResult:
@@ -136,7 +144,7 @@ def _split_matches_full(s: Subject, _: None) -> CheckResult:
         reason = "a release bundle ships image and text-split graphs only; no text-full to compare"
         return skipped("split_matches_full", reason)
     full, split = s.artifacts[EncoderKind.TEXT_FULL], s.artifacts[EncoderKind.TEXT_SPLIT]
-    return check_split_matches_full(full, split, s.tolerance("split_matches_full"))
+    return check_split_matches_full(full, split, _tolerance(s, "split_matches_full"))
 
 
 def _bundle_integrity(weights: Path | None, folder: Path) -> CheckResult:

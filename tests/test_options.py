@@ -55,22 +55,10 @@ def test_outside_the_suite_the_installed_plugin_registers_nothing(tmp_path):
     (tmp_path / "test_other.py").write_text(
         'def test_other(request):\n    assert request.config.getoption("device") == "x"\n'
     )
-    run = subprocess.run(
-        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    run = _pytest_in(tmp_path, "-q")
     assert run.returncode == 0 and "1 passed" in run.stdout, run.stdout[-2000:] + run.stderr[-2000:]
     assert not (tmp_path / "reports").exists()
-    run = subprocess.run(
-        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--weights=/data/ViT-B-32.pt"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    run = _pytest_in(tmp_path, "--weights=/data/ViT-B-32.pt")
     assert run.returncode == 4 and "unrecognized arguments: --weights" in run.stderr
     assert "Traceback" not in run.stderr
 
@@ -80,3 +68,9 @@ def test_the_options_plugin_is_installed_by_the_readme_install():
     from importlib import metadata
 
     assert any(e.value == "fixtures.entry" for e in metadata.entry_points(group="pytest11"))
+
+
+def _pytest_in(folder, *args: str) -> subprocess.CompletedProcess[str]:
+    """pytest in another project's folder (no suite options, so no --report-dir either)."""
+    command = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *args]
+    return subprocess.run(command, cwd=folder, capture_output=True, text=True, timeout=300)
