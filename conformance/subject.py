@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 
 from conformance.artifact import Artifact
 from conformance.case import Case
@@ -22,7 +21,6 @@ class Subject:
     model: ClipModel
     artifacts: dict[EncoderKind, Artifact]
     token_dtype: str = DEFAULT_TOKEN_DTYPE  # the token dtype contract (--token-dtype)
-    weights: Path | None = field(default=None)  # --weights, which a bundle's provenance must match
 
     @property
     def variant(self) -> Variant:
