@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field, fields
 from pathlib import Path
+from typing import Any
 
 from conformance import atomic
 from conformance.case import Case
@@ -25,8 +26,9 @@ class Artifact:
     token_dtype: str | None
     projection_file: str | None
     files: dict[str, int] = field(default_factory=dict)  # file name -> size in bytes
-    export_seconds: float | None = None
+    export_seconds: float | None = None  # for a compiled target: the compile's seconds
     onnx_file: str = "model.onnx"
+    compiled: dict[str, Any] | None = None  # a compile target's provenance: recipe, tool, version, settings, ...
 
     @property
     def variant(self) -> Variant:

@@ -23,13 +23,32 @@ class Exporter(StrEnum):
 
 
 class Precision(StrEnum):
+    """The arithmetic of the graph's weights and compute (its inputs and outputs stay fp32 throughout)."""
+
     FP32 = "fp32"
+    FP16 = "fp16"
+    INT8 = "int8"
 
 
 class Target(StrEnum):
-    """What the graph is for: the raw export, or what a compiler made of it (the compile targets add more)."""
+    """What the graph is for: the raw export, or what a compile recipe (conformance/compile/) made of it."""
 
     ONNX = "onnx"
+    ORT_OPT = "ort-opt"
+    FP16 = "fp16"
+    INT8_DYNAMIC = "int8-dynamic"
+    INT8_STATIC = "int8-static"
+
+    @property
+    def precision(self) -> Precision:
+        return _PRECISION_OF.get(self, Precision.FP32)
+
+    @property
+    def compiled(self) -> bool:
+        return self != Target.ONNX
+
+
+_PRECISION_OF = {Target.FP16: Precision.FP16, Target.INT8_DYNAMIC: Precision.INT8, Target.INT8_STATIC: Precision.INT8}
 
 
 class Profile(StrEnum):
@@ -57,7 +76,8 @@ class Case:
 
     @property
     def id(self) -> str:
-        """The test ID: [bundle-]variant-[encoder-]exporter-opN, then any axis that is not its default."""
+        """The test ID: [bundle-]variant-[encoder-]exporter-opN, then any axis that is not its default (the
+        precision only where the target does not imply it)."""
         parts = [self.bundle.name] if self.bundle else []
         parts += [
             self.variant.slug,
@@ -65,7 +85,7 @@ class Case:
             str(self.exporter),
             f"op{self.opset}",
         ]
-        defaults = (Precision.FP32, Target.ONNX, Profile.DYNAMIC)
+        defaults = (self.target.precision, Target.ONNX, Profile.DYNAMIC)
         parts += [str(axis) for axis, default in zip(self.axes, defaults, strict=True) if axis != default]
         return "-".join(parts)
 
@@ -102,16 +122,29 @@ class Case:
     def member(self, encoder: EncoderKind) -> Case:
         return replace(self, encoder=encoder)
 
+    def on(self, target: Target) -> Case:
+        """This case compiled for `target` (or, with Target.ONNX, the fp32 export it is compiled from)."""
+        return replace(self, target=target, precision=target.precision)
+
+    @property
+    def source(self) -> Case:
+        return self.on(Target.ONNX)
+
     @classmethod
     def from_record(cls, data: dict[str, Any], bundle: Path | None = None) -> Case:
-        """The inverse of `record()` (the bundle folder is where the record was found, not its name)."""
+        """The inverse of `record()` (the bundle folder is where the record was found, not its name). A
+        precision other than the target's is refused: the target decides it (and with it the budget)."""
+        target = Target(data.get("target", "onnx"))
+        precision = Precision(data.get("precision", "fp32"))
+        if precision != target.precision:
+            raise ValueError(f"precision {precision} does not go with target {target} (which is {target.precision})")
         return cls(
             get(data["variant"]),
             EncoderKind(data["encoder"]) if data.get("encoder") else None,
             Exporter(data["exporter"]),
             int(data["opset"]),
-            Precision(data.get("precision", "fp32")),
-            Target(data.get("target", "onnx")),
+            precision,
+            target,
             Profile(data.get("profile", "dynamic")),
             bundle,
         )

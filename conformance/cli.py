@@ -11,11 +11,14 @@ from pathlib import Path
 from conformance import atomic, variants, weights
 from conformance.bundle.manifest import BundleError
 from conformance.bundle.write import write_bundle
-from conformance.case import DEFAULT_OPSET, Case, Exporter
+from conformance.case import DEFAULT_OPSET, Case, Exporter, Target
+from conformance.compile.build import CompileError
+from conformance.compile.recipes import recipe_for
 from conformance.encoders import EncoderKind
 from conformance.export import ExportCache, ExportError, ExportSpec
 from conformance.report import html, schema
 
+BUNDLED = (EncoderKind.IMAGE, EncoderKind.TEXT_SPLIT)
 # Exit codes of `export`: 0 written, 1 the export failed, 2 bad usage or output folder, 3 bad weights.
 EXPORT_FAILED, USAGE, BAD_WEIGHTS = 1, 2, 3
 
@@ -52,15 +55,15 @@ def export_command(args: argparse.Namespace) -> int:
         return _error(str(exc), BAD_WEIGHTS)
     print(f"{variant.name}: {loaded.provenance.describe()}", flush=True)
     cache = ExportCache(args.export_cache, progress=lambda m: print(m, flush=True))
+    target = Target(args.target)
+    cases = {kind: Case(variant, kind, Exporter(args.exporter), args.opset).on(target) for kind in BUNDLED}
+    unsupported = recipe_for(target).unsupported(cases[EncoderKind.IMAGE]) if target.compiled else None
+    if unsupported:
+        return _error(unsupported, USAGE)
     try:
-        artifacts = {
-            kind: cache.get(
-                ExportSpec(Case(variant, kind, Exporter(args.exporter), args.opset)), loaded.model, loaded.provenance
-            )
-            for kind in (EncoderKind.IMAGE, EncoderKind.TEXT_SPLIT)
-        }
+        artifacts = {kind: cache.get(ExportSpec(case), loaded.model, loaded.provenance) for kind, case in cases.items()}
         write_bundle(args.out, variant, artifacts)
-    except ExportError as exc:
+    except (ExportError, CompileError) as exc:
         return _error(str(exc), EXPORT_FAILED)
     except (BundleError, OSError) as exc:
         return _error(str(exc), USAGE)
@@ -107,6 +110,13 @@ def parser() -> argparse.ArgumentParser:
         help="torch exporter (default: dynamo, torch.onnx.export's default)",
     )
     export.add_argument("--opset", type=int, default=DEFAULT_OPSET, help=f"ONNX opset (default {DEFAULT_OPSET})")
+    export.add_argument(
+        "--target",
+        choices=[str(t) for t in Target],
+        default=str(Target.ONNX),
+        help="compile target: the fp32 export (onnx, the default) or a recipe that compiles it; the manifest "
+        "records the recipe, its tool versions and settings",
+    )
     export.add_argument("--seed", type=int, default=0, help="seed for synthetic weights (default 0)")
     export.add_argument(
         "--export-cache",

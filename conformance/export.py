@@ -11,18 +11,19 @@ import os
 import time
 import warnings
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import onnx
 import torch
 from filelock import FileLock
 
 from conformance import atomic
 from conformance.artifact import Artifact, ArtifactError
 from conformance.case import Case, Exporter
+from conformance.compile.build import compile_to
+from conformance.compile.recipes import recipe_for
 from conformance.encoders import (
     INPUT_NAME,
     OUTPUT_NAME,
@@ -32,13 +33,13 @@ from conformance.encoders import (
     text_projection,
     wrap,
 )
+from conformance.graph import files_of, stamp_metadata
 from conformance.inputs import example_batch
 from conformance.versions import toolchain
 from conformance.weights import Provenance
 
 # Bumped whenever this module changes what it writes, so older cache entries are never trusted.
 EXPORT_FORMAT = 3  # 3: artifact.json records the Case; graphs are stamped with target and profile too
-METADATA_PREFIX = "clip_conformance."
 TOKEN_DTYPES = ("int32", "int64")
 DEFAULT_TOKEN_DTYPE = "int32"  # what `clip.tokenize` returns on current torch, and what NPU toolchains take
 # The dynamo exporter specialises dimensions of size 0 and 1 (a batch-1 example comes out with a fixed
@@ -76,7 +77,13 @@ class ExportSpec:
             "versions": toolchain(),
             "token_dtype": self.graph_token_dtype,
         }
+        if self.case.target.compiled:  # the fp32 export's key stays what it was: its cache stays warm
+            fields["recipe"] = recipe_for(self.case.target).identity(self.case)
         return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:16]
+
+    def source(self) -> ExportSpec:
+        """The fp32 export a compile target is built from."""
+        return replace(self, case=self.case.source)
 
 
 @contextlib.contextmanager
@@ -122,28 +129,6 @@ def run_exporter(module: torch.nn.Module, example: torch.Tensor, path: Path, spe
             )
 
 
-def stamp_metadata(path: Path, values: dict[str, str]) -> None:
-    """Record what made the graph inside it (`metadata_props`), so a manifest can be checked against the graph
-    itself. Weights stay where they are: external-data references are kept, no tensor data is loaded."""
-    model = onnx.load(str(path), load_external_data=False)
-    kept = [p for p in model.metadata_props if not p.key.startswith(METADATA_PREFIX)]
-    del model.metadata_props[:]
-    model.metadata_props.extend(kept)
-    for key, value in values.items():
-        model.metadata_props.add(key=METADATA_PREFIX + key, value=value)
-    onnx.save_model(model, str(path))
-
-
-def graph_metadata(model: onnx.ModelProto) -> dict[str, str]:
-    return {
-        p.key.removeprefix(METADATA_PREFIX): p.value for p in model.metadata_props if p.key.startswith(METADATA_PREFIX)
-    }
-
-
-def _files_of(folder: Path) -> dict[str, int]:
-    return {p.name: p.stat().st_size for p in sorted(folder.iterdir()) if p.is_file() and p.name != "artifact.json"}
-
-
 def export_to(folder: Path, spec: ExportSpec, model: ClipModel, provenance: Provenance) -> Artifact:
     """Export `spec` from `model` into `folder` (which must exist) and describe it as an Artifact."""
     case = spec.case
@@ -172,7 +157,7 @@ def export_to(folder: Path, spec: ExportSpec, model: ClipModel, provenance: Prov
         provenance=provenance,
         token_dtype=spec.graph_token_dtype,
         projection_file=projection,
-        files=_files_of(folder),
+        files=files_of(folder),
         export_seconds=round(seconds, 2),
     )
 
@@ -187,12 +172,19 @@ class ExportCache:
     _memo: dict[str, Artifact] = field(default_factory=dict)
 
     def get(self, spec: ExportSpec, model: ClipModel, provenance: Provenance) -> Artifact:
+        """The export (or, for a compile target, the compiled graph, after its fp32 export), made at most once."""
         key = spec.cache_key(provenance)
         if key not in self._memo:
-            self._memo[key] = self._load_or_export(spec, model, provenance, key)
+            if spec.case.target.compiled:
+                source = self.get(spec.source(), model, provenance)
+                doing = f"compiling {spec.case.id} (recipe {spec.case.target}, from {source.case.id})"
+                self._memo[key] = self._load_or_make(spec, key, doing, lambda f: compile_to(f, spec.case, source))
+            else:
+                doing = f"exporting {spec.case.id} ({provenance.describe()})"
+                self._memo[key] = self._load_or_make(spec, key, doing, lambda f: export_to(f, spec, model, provenance))
         return self._memo[key]
 
-    def _load_or_export(self, spec: ExportSpec, model: ClipModel, provenance: Provenance, key: str) -> Artifact:
+    def _load_or_make(self, spec: ExportSpec, key: str, doing: str, make: Callable[[Path], Artifact]) -> Artifact:
         final = self.root / spec.case.variant.slug / f"{spec.case.id}-{key}"
         final.parent.mkdir(parents=True, exist_ok=True)
         # The lock makes pytest-xdist workers (and concurrent runs) export each key once.
@@ -200,15 +192,16 @@ class ExportCache:
             cached = self._trusted(final)
             if cached is not None:
                 return cached
-            self.progress(f"exporting {spec.case.id} ({provenance.describe()}) ...")
+            self.progress(f"{doing} ...")
             with atomic.staged_directory(final, replace=True) as staging:
-                artifact = export_to(staging, spec, model, provenance)
+                artifact = make(staging)
                 artifact.save(staging / "artifact.json")
             artifact = Artifact.load(final / "artifact.json")
             self._log(key, spec, artifact)
+            done = "compiled" if spec.case.target.compiled else "exported"
             self.progress(
-                f"exported {spec.case.id}: {artifact.total_bytes / 1e6:.1f} MB "
-                f"in {artifact.export_seconds:.1f} s -> {final}"
+                f"{done} {spec.case.id}: {artifact.total_bytes / 1e6:.1f} MB in {artifact.export_seconds:.1f} s "
+                f"-> {final}"
             )
             return artifact
 

@@ -10,6 +10,9 @@ import onnx
 
 from conformance.artifact import Artifact, ArtifactError
 
+METADATA_PREFIX = "clip_conformance."
+WEIGHTS_FILE_SUFFIX = ".data"
+
 
 @dataclass(frozen=True)
 class TensorSignature:
@@ -61,3 +64,35 @@ def default_opset(model: onnx.ModelProto) -> int | None:
         if entry.domain in ("", "ai.onnx"):
             return entry.version
     return None
+
+
+def stamp_metadata(path: Path, values: dict[str, str]) -> None:
+    """Record what made the graph inside it (`metadata_props`), so a manifest can be checked against the graph
+    itself. Weights stay where they are: external-data references are kept, no tensor data is loaded."""
+    model = onnx.load(str(path), load_external_data=False)
+    kept = [p for p in model.metadata_props if not p.key.startswith(METADATA_PREFIX)]
+    del model.metadata_props[:]
+    model.metadata_props.extend(kept)
+    for key, value in values.items():
+        model.metadata_props.add(key=METADATA_PREFIX + key, value=value)
+    onnx.save_model(model, str(path))
+
+
+def graph_metadata(model: onnx.ModelProto) -> dict[str, str]:
+    return {
+        p.key.removeprefix(METADATA_PREFIX): p.value for p in model.metadata_props if p.key.startswith(METADATA_PREFIX)
+    }
+
+
+def files_of(folder: Path) -> dict[str, int]:
+    return {p.name: p.stat().st_size for p in sorted(folder.iterdir()) if p.is_file() and p.name != "artifact.json"}
+
+
+def save_graph(model: onnx.ModelProto, path: Path) -> list[str]:
+    """Save with every tensor over 1 KB in one `<name>.data` file beside it (the dynamo exporter's layout, and
+    the only one that works past protobuf's 2 GB); returns the files written."""
+    data = path.name + WEIGHTS_FILE_SUFFIX
+    onnx.save_model(
+        model, str(path), save_as_external_data=True, all_tensors_to_one_file=True, location=data, size_threshold=1024
+    )
+    return [path.name, data] if (path.parent / data).is_file() else [path.name]

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from conformance.clipcompat import clip
 from conformance.encoders import EncoderKind
-from conformance.tokenizer import EOT_TEXT, decoded
+from conformance.tokenizer import EOT, EOT_TEXT, SOT, decoded
 from conformance.tolerances import limits
 from conformance.variants import Variant
 
@@ -193,6 +193,30 @@ def batch_for(variant: Variant, encoder: EncoderKind, batch: int, offset: int = 
     if encoder == EncoderKind.IMAGE:
         return images(variant, batch, offset)
     return tokens(prompts(batch, offset), variant)
+
+
+def extreme_images(variant: Variant) -> np.ndarray:
+    """Valid images at the ends of the range: all black, all white, a one-pixel black-and-white checkerboard
+    (the largest patch contrast) and saturated red, normalised as CLIP's preprocessing leaves them."""
+    r = variant.image_resolution
+    y, x = np.mgrid[0:r, 0:r]
+    checker = ((x + y) % 2).astype(np.float32)
+    red = np.zeros((3, r, r), np.float32)
+    red[0] = 1
+    pixels = [np.zeros((3, r, r), np.float32), np.ones((3, r, r), np.float32), np.stack([checker] * 3), red]
+    return np.stack([((p - _MEAN) / _STD).astype(np.float32) for p in pixels])
+
+
+def extreme_tokens(variant: Variant) -> np.ndarray:
+    """Valid texts at the ends of the range: the whole context of one frequent token, of the vocabulary's last
+    (rarest-merged) ordinary id, and of its first; then a whole context of a real caption."""
+    n = variant.context_length
+    rows = [[SOT, *([token] * (n - 2)), EOT] for token in (320, EOT - 2, 256)]
+    return np.concatenate([np.asarray(rows, dtype=np.int32), tokens([_LONG], variant)])
+
+
+def extreme_inputs(variant: Variant, encoder: EncoderKind) -> np.ndarray:
+    return extreme_images(variant) if encoder == EncoderKind.IMAGE else extreme_tokens(variant)
 
 
 def example_batch(variant: Variant, encoder: EncoderKind, batch: int) -> torch.Tensor:

@@ -13,8 +13,8 @@ ROWS_SHOWN = 8
 @dataclass(frozen=True)
 class Tolerance:
     atol: float
-    rtol: float
-    min_cosine: float
+    rtol: float = 0.0
+    min_cosine: float = -1.0  # no bound
     reason: str = "default"
 
     def to_dict(self) -> dict[str, Any]:
@@ -60,8 +60,10 @@ def error_figures(actual: np.ndarray, expected: np.ndarray) -> dict[str, float]:
     rel = diff / np.maximum(np.where(finite, np.abs(e), 1.0), 1e-6)
     rows = finite.all(axis=1)
     a_rows, e_rows = a[rows], e[rows]
-    denom = np.linalg.norm(a_rows, axis=1) * np.linalg.norm(e_rows, axis=1)
-    cosine = np.where(denom > 0, (a_rows * e_rows).sum(axis=1) / np.maximum(denom, 1e-300), 1.0)
+    a_norm, e_norm = np.linalg.norm(a_rows, axis=1), np.linalg.norm(e_rows, axis=1)
+    # A zeroed row against a non-zero reference is as wrong as a row can be (cosine 0), not "undefined".
+    both_zero = (a_norm == 0) & (e_norm == 0)
+    cosine = np.where(both_zero, 1.0, (a_rows * e_rows).sum(axis=1) / np.maximum(a_norm * e_norm, 1e-300))
     return {
         "max_abs_err": float(diff.max(initial=0.0)),
         "max_rel_err": float(rel.max(initial=0.0)),

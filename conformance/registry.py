@@ -21,9 +21,12 @@ from conformance.case import Case, Profile, Target
 from conformance.checks.batch import check_dynamic_batch, check_repeatability, check_row_independence
 from conformance.checks.bundle import check_bundle_integrity
 from conformance.checks.contract import check_io_contract
+from conformance.checks.extremes import check_finite_extremes
+from conformance.checks.fusions import FUSED_OPS, check_fusions
 from conformance.checks.known_answer import check_known_answer
 from conformance.checks.latency import check_latency_of
 from conformance.checks.parity import check_parity, check_zero_shot_agreement
+from conformance.checks.precision import check_realised_precision
 from conformance.checks.projection import (
     check_projection_file,
     check_projection_roundtrip,
@@ -31,6 +34,7 @@ from conformance.checks.projection import (
     check_token_dtype,
 )
 from conformance.checks.validity import check_opset_validity
+from conformance.compile.recipes import recipe_for
 from conformance.encoders import EncoderKind
 from conformance.numerics import Tolerance
 from conformance.results import CheckResult, skipped
@@ -83,7 +87,8 @@ def _tolerance(s: Subject, check: str) -> Tolerance:
 
 
 def _opset_validity(s: Subject, _: None) -> CheckResult:
-    return check_opset_validity(s.artifact)
+    domains = recipe_for(s.case.target).domains if s.case.target.compiled else frozenset()
+    return check_opset_validity(s.artifact, allowed_domains=domains)
 
 
 def _io_contract(s: Subject, _: None) -> CheckResult:
@@ -113,7 +118,7 @@ def _parity(s: Subject, _: None) -> CheckResult:
 def _zero_shot_agreement(s: Subject, _: None) -> CheckResult:
     n_images = min(4, inputs.max_batch(s.variant, EncoderKind.IMAGE))
     image, text = s.artifacts[EncoderKind.IMAGE], s.artifacts[EncoderKind.TEXT_SPLIT]
-    return check_zero_shot_agreement(image, text, s.model, n_images=n_images)
+    return check_zero_shot_agreement(image, text, s.model, _tolerance(s, "zero_shot_agreement"), n_images=n_images)
 
 
 def _known_answer(s: Subject, _: None) -> CheckResult:
@@ -152,11 +157,25 @@ def _bundle_integrity(weights: Path | None, folder: Path) -> CheckResult:
 
 
 def _latency(s: Subject, t: Any) -> CheckResult:
-    return check_latency_of(s.artifact, s.model, t.plan, t.gate, t.timer, t.baseline, t.baseline_tolerance)
+    return check_latency_of(
+        s.artifact, s.model, t.plan, t.gate, t.timer, t.baseline, t.baseline_tolerance, source=s.source
+    )
 
 
 def _repeatability(s: Subject, _: None) -> CheckResult:
     return check_repeatability(s.artifact)
+
+
+def _realised_precision(s: Subject, _: None) -> CheckResult:
+    return check_realised_precision(s.artifact)
+
+
+def _finite_extremes(s: Subject, _: None) -> CheckResult:
+    return check_finite_extremes(s.artifact, s.model, _tolerance(s, "finite_extremes"))
+
+
+def _fusions(s: Subject, op: str) -> CheckResult:
+    return check_fusions(s.artifact, op)
 
 
 DYNAMIC = frozenset({Profile.DYNAMIC})
@@ -167,11 +186,14 @@ EDGE_CASES = tuple(sorted(inputs.EDGE_TEXTS))
 CHECKS: tuple[Check, ...] = (
     Check("opset_validity", _opset_validity),
     Check("io_contract", _io_contract),
+    Check("realised_precision", _realised_precision),
     Check("repeatability", _repeatability),
     Check("dynamic_batch", _dynamic_batch, profiles=DYNAMIC),
     Check("dynamic_batch_drawn", _dynamic_batch_drawn, profiles=DYNAMIC, tolerance="dynamic_batch", drawn=True),
     Check("row_independence", _row_independence, profiles=DYNAMIC),
     Check("parity", _parity),
+    Check("finite_extremes", _finite_extremes, tolerance="parity"),
+    Check("fusions", _fusions, targets=frozenset({Target.ORT_OPT}), params=FUSED_OPS),
     Check("zero_shot_agreement", _zero_shot_agreement, scope=Scope.PAIR),
     Check("known_answer", _known_answer, scope=Scope.PAIR),
     Check("projection_file", _projection_file, encoders=SPLIT),

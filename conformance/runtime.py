@@ -23,6 +23,9 @@ def _open(path: Path, threads: int) -> ort.InferenceSession:
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     options.log_severity_level = 4  # failures reach the check as exceptions; no stderr spam
+    # Spinning intra-op threads keep a core busy after each run: in interleaved rounds they slowed the next
+    # call (torch eager by ~45%, another session's graph by ~40% at batch 1, 2 cores), skewing every ratio.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from conformance.artifact import Artifact
 from conformance.case import Case
@@ -21,6 +21,7 @@ class Subject:
     model: ClipModel
     artifacts: dict[EncoderKind, Artifact]
     token_dtype: str = DEFAULT_TOKEN_DTYPE  # the token dtype contract (--token-dtype)
+    sources: dict[EncoderKind, Artifact] = field(default_factory=dict)  # a compile target's fp32 exports
 
     @property
     def variant(self) -> Variant:
@@ -30,6 +31,11 @@ class Subject:
     def artifact(self) -> Artifact:
         assert self.case.encoder is not None, f"{self.case.id} is several graphs; use .artifacts"
         return self.artifacts[self.case.encoder]
+
+    @property
+    def source(self) -> Artifact | None:
+        """The fp32 export this graph was compiled from (None for an export, or a bundle's graph)."""
+        return self.sources.get(self.case.encoder) if self.case.encoder else None
 
     def tolerance(self, check: str) -> Tolerance:
         return tolerance(check, self.case.context())

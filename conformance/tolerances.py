@@ -38,7 +38,7 @@ def tolerance(check: str, context: dict[str, str], table: dict[str, Any] | None 
         if override.get("check") == check and _matches(override.get("match", {}), context):
             values.update({k: override[k] for k in _FIELDS if k in override})
             reason = override["reason"]
-    return Tolerance(**{k: float(values[k]) for k in _FIELDS}, reason=reason)
+    return Tolerance(**{k: float(values[k]) for k in _FIELDS if k in values}, reason=reason)
 
 
 @dataclass(frozen=True)
@@ -84,7 +84,6 @@ class Limits:
     baseline_tolerance: float
     rounds: dict[str, Rounds]
     quick_exporter: str
-    zero_shot_tie: float
 
 
 @cache
@@ -108,5 +107,4 @@ def limits() -> Limits:
         float(latency["baseline_tolerance"]),
         modes,
         str(latency["quick"]["exporter"]),
-        float(data["zero_shot"]["tie"]),
     )

@@ -8,7 +8,7 @@ from functools import cache
 from importlib import metadata
 
 
-def _version(dist: str) -> str:
+def version_of(dist: str) -> str:
     try:
         return metadata.version(dist)
     except metadata.PackageNotFoundError:
@@ -18,7 +18,7 @@ def _version(dist: str) -> str:
 @cache
 def toolchain() -> dict[str, str]:
     return {
-        name: _version(dist)
+        name: version_of(dist)
         for name, dist in (
             ("torch", "torch"),
             ("torchvision", "torchvision"),
@@ -40,6 +40,26 @@ def cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
+
+
+def _cpuinfo_field(name: str) -> str | None:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as handle:
+            for line in handle:
+                if line.split(":", 1)[0].strip() == name:
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return None
+
+
+def cpu_mhz() -> float | None:
+    value = _cpuinfo_field("cpu MHz")
+    return float(value) if value else None
+
+
+def cpu_flags() -> frozenset[str]:
+    return frozenset((_cpuinfo_field("flags") or "").split())
 
 
 def thread_count() -> int:

@@ -162,3 +162,32 @@ def add_noise(artifact: Artifact, folder: Path, scale: float) -> Artifact:
         )
 
     return edit_graph(artifact, folder, edit)
+
+
+def inf_on_bright_images(artifact: Artifact, folder: Path) -> Artifact:
+    """A copy whose output is Inf only for images brighter on average than any natural one (mean > 1.5 after
+    normalisation, i.e. near-white): what an overflow at the end of the input range looks like."""
+    import onnx
+    from onnx import helper
+
+    def edit(model) -> None:
+        sink = model.graph.output[0].name
+        raw = rewire_output(model, sink)
+        model.graph.initializer.extend(
+            [
+                _const("bright_limit", 1.5, "float32"),
+                _const("bright_axes", [1, 2, 3], "int64"),
+                _const("bright_row", [1], "int64"),
+            ]
+        )
+        model.graph.node.extend(
+            [  # per image: mean over channels and pixels (opset >= 18 takes the axes as an input)
+                helper.make_node("ReduceMean", [artifact.input_name, "bright_axes"], ["bright_mean"], keepdims=0),
+                helper.make_node("Less", ["bright_mean", "bright_limit"], ["bright_ok"]),
+                helper.make_node("Cast", ["bright_ok"], ["bright_flat"], to=onnx.TensorProto.FLOAT),
+                helper.make_node("Unsqueeze", ["bright_flat", "bright_row"], ["bright_div"]),
+                helper.make_node("Div", [raw, "bright_div"], [sink]),
+            ]
+        )
+
+    return edit_graph(artifact, folder, edit)

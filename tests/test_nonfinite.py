@@ -12,6 +12,8 @@ from conformance.tolerances import tolerance
 from tests.graph_edits import poison_output
 from tests.helpers import TINY_RN, TINY_VIT, good, synthetic
 
+FP32_ZERO_SHOT = tolerance("zero_shot_agreement", {"precision": "fp32"})
+
 PARITY = tolerance("parity", {"variant": "tiny-vit", "encoder": "image", "exporter": "torchscript"})
 ROWS = tolerance("dynamic_batch", {"variant": "tiny-vit", "encoder": "image", "exporter": "torchscript"})
 PROJ = tolerance("projection_roundtrip", {"variant": "tiny-vit", "encoder": "text-split", "exporter": "torchscript"})
@@ -45,7 +47,7 @@ def test_nan_split_graph_fails_roundtrip_split_vs_full_and_zero_shot(tiny_cache,
     full = good(tiny_cache, TINY_VIT, EncoderKind.TEXT_FULL)
     assert not check_split_matches_full(full, broken, SPLIT_FULL).passed
     image = good(tiny_cache, TINY_VIT, EncoderKind.IMAGE)
-    result = check_zero_shot_agreement(image, broken, model)
+    result = check_zero_shot_agreement(image, broken, model, FP32_ZERO_SHOT)
     assert not result.passed and "non-finite" in result.message
 
 

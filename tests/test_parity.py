@@ -1,3 +1,4 @@
+import numpy as np
 import pytest
 import torch
 
@@ -6,6 +7,8 @@ from conformance.checks.parity import check_parity, check_zero_shot_agreement
 from conformance.encoders import EncoderKind
 from conformance.tolerances import tolerance
 from tests.helpers import TINY_RN, TINY_VIT, export_model, good, synthetic
+
+FP32_ZERO_SHOT = tolerance("zero_shot_agreement", {"precision": "fp32"})
 
 PARITY = tolerance("parity", {"variant": "tiny-vit", "encoder": "image", "exporter": "torchscript"})
 
@@ -52,7 +55,7 @@ def test_one_weight_perturbed_by_1e_2_fails_parity(tmp_path, variant, encoder, n
 def test_zero_shot_rankings_agree_for_good_exports(tiny_cache):
     model = synthetic(TINY_VIT).model
     image, text = good(tiny_cache, TINY_VIT, "image"), good(tiny_cache, TINY_VIT, "text-split", Exporter.DYNAMO)
-    result = check_zero_shot_agreement(image, text, model)
+    result = check_zero_shot_agreement(image, text, model, FP32_ZERO_SHOT)
     assert result.passed, result.message
     assert result.figures["top1_agreement"] == 1.0
 
@@ -60,7 +63,7 @@ def test_zero_shot_rankings_agree_for_good_exports(tiny_cache):
 def test_zero_shot_fails_for_an_image_encoder_of_other_weights(tmp_path, tiny_cache):
     other = export_model(synthetic(TINY_VIT, seed=9).model, TINY_VIT, EncoderKind.IMAGE, tmp_path)
     text = good(tiny_cache, TINY_VIT, "text-split")
-    result = check_zero_shot_agreement(other, text, synthetic(TINY_VIT).model)
+    result = check_zero_shot_agreement(other, text, synthetic(TINY_VIT).model, FP32_ZERO_SHOT)
     assert not result.passed and "onnx ranks texts" in result.message
 
 
@@ -89,3 +92,35 @@ def test_split_graph_clamping_rare_token_ids_fails(tiny_cache, tmp_path):
 
     broken = shift_high_token_ids(good(tiny_cache, TINY_VIT, EncoderKind.TEXT_SPLIT), tmp_path / "b")
     assert not check_parity(broken, synthetic(TINY_VIT).model, PARITY).passed
+
+
+def _zero_shot(onnx_sim, torch_sim, budget):
+    from conformance.checks.parity import _agreement
+    from conformance.numerics import Tolerance
+
+    return _agreement(np.asarray(onnx_sim), np.asarray(torch_sim), Tolerance(atol=budget, reason="test budget"))
+
+
+def test_zero_shot_budget_allows_swaps_only_where_torch_is_within_twice_the_budget():
+    torch_sim = [[0.30, 0.29, 0.10], [0.40, 0.20, 0.10]]
+    swapped_close = [[0.295, 0.296, 0.10], [0.40, 0.20, 0.10]]  # moved 0.006 each: within a 0.01 budget
+    result = _zero_shot(swapped_close, torch_sim, 0.01)
+    assert result.passed and result.figures["decided_images"] == 1 and result.figures["top1_margins"][0] == 0.01
+    over_budget = [[0.30, 0.29, 0.10], [0.40, 0.20, 0.125]]  # no rank changes, but one similarity moved 0.025
+    result = _zero_shot(over_budget, torch_sim, 0.01)
+    assert not result.passed and "over the budget" in result.message
+    decided_flip = [[0.30, 0.29, 0.10], [0.20, 0.40, 0.10]]  # margin 0.2, over twice the budget
+    result = _zero_shot(decided_flip, torch_sim, 0.05)
+    assert not result.passed and "image 1: onnx ranks texts [1, 0, 2]" in result.message
+    assert result.figures["decided_images"] == 1 and result.figures["top1_agreement_decided"] == 0.0
+
+
+def test_a_zeroed_row_has_cosine_zero_not_one():
+    from conformance.numerics import Tolerance, compare
+
+    reference = np.full((2, 4), 0.1, dtype=np.float32)
+    zeroed = reference.copy()
+    zeroed[1] = 0
+    result = compare(zeroed, reference, Tolerance(atol=0.5, min_cosine=0.998), "int8 vs torch")
+    assert result.figures["min_cosine"] == 0.0 and not result.ok
+    assert compare(np.zeros((1, 4)), np.zeros((1, 4)), Tolerance(atol=0.0), "both zero").figures["min_cosine"] == 1

@@ -2,7 +2,7 @@
 
 import pytest
 
-from conformance.case import Case, Exporter
+from conformance.case import Case, Exporter, Target
 from conformance.encoders import EncoderKind
 from conformance.registry import BY_NAME, CHECKS, COLUMNS, Scope, run_check
 from conformance.report import html
@@ -18,10 +18,18 @@ def test_names_are_unique_and_are_the_report_columns_in_order():
 
 
 def test_every_check_is_a_test_named_after_it(repo_root):
-    run = pytest_run(repo_root, "--collect-only", "-q", "--variant", "tiny-vit", "conformance/test_checks.py")
+    args = ["--collect-only", "-q", "--variant", "tiny-vit", "conformance/test_checks.py"]
+    run = pytest_run(repo_root, *args, "--target=all")
     collected = {line.split("::")[1].split("[")[0] for line in run.stdout.splitlines() if "::" in line}
     expected = {f"test_{c.name}" for c in CHECKS if c.scope != Scope.BUNDLE}  # bundle tests need --artifacts
     assert collected == expected, run.stdout[-2000:]
+    plain = pytest_run(repo_root, *args)  # no ort-opt target: its fusions tests are deselected, not skipped
+    assert "test_fusions" not in plain.stdout and "empty parameter set" not in plain.stdout
+
+
+def test_an_unknown_target_is_a_usage_error_naming_the_choices(repo_root):
+    run = pytest_run(repo_root, "--collect-only", "-q", "--variant", "tiny-vit", "--target", "tpu")
+    assert run.returncode == 4 and "--target: ['tpu'] unknown; choose from" in run.stderr, run.stderr[-2000:]
 
 
 def test_applicability_follows_the_row():
@@ -31,6 +39,9 @@ def test_applicability_follows_the_row():
     assert BY_NAME["dynamic_batch"].profiles is not None  # a static NPU profile will not get it
     static = Case(TINY_VIT, EncoderKind.IMAGE, Exporter.DYNAMO, profile="static")  # type: ignore[arg-type]
     assert not BY_NAME["dynamic_batch"].applies(static)  # the NPU targets' static profile will not get it
+    image = Case(TINY_VIT, EncoderKind.IMAGE, Exporter.DYNAMO)
+    assert BY_NAME["fusions"].applies(image.on(Target.ORT_OPT)) and not BY_NAME["fusions"].applies(image)
+    assert all(BY_NAME["finite_extremes"].applies(image.on(t)) for t in Target)
 
 
 @pytest.mark.parametrize("name", ["opset_validity", "io_contract", "parity", "repeatability"])

@@ -56,7 +56,14 @@ def shards(tmp_path_factory, repo_root) -> dict[str, Path]:
         "1,2",
     ]
     vit = _run(
-        repo_root, *common, "--variant", "tiny-vit", f"--report-dir={root / 'vit'}", f"--latency-baseline={baseline}"
+        repo_root,
+        *common,
+        "--variant",
+        "tiny-vit",
+        "--target=onnx",
+        "--target=int8-dynamic",
+        f"--report-dir={root / 'vit'}",
+        f"--latency-baseline={baseline}",
     )
     rn = _run(repo_root, *common, "--variant", "tiny-rn", f"--report-dir={root / 'rn'}", "-k", "validity or contract")
     assert vit.returncode == 1, vit.stdout[-3000:]
@@ -171,7 +178,14 @@ def test_report_renders_in_chromium(shards):
         verdict = page.locator("#verdict")
         assert verdict.is_visible() and "FAIL" in verdict.inner_text() and "exit status 1" in verdict.inner_text()
         rows = page.locator("#matrix tr.row")
-        assert rows.count() == 4  # image, text-split, text-full, and the image+text pair
+        assert rows.count() == 8  # per target: image, text-split, text-full, and the image+text pair
+        compiled = page.locator("#compile tr.passed, #compile tr.failed")
+        assert compiled.count() == 2 and "int8-dynamic" in page.locator("#compile").inner_text()
+        assert "quantize_dynamic" in page.locator("#compile").inner_text()
+        chart = page.locator("#compile-chart")
+        assert chart.is_visible() and chart.locator("circle.point").count() == 2
+        assert chart.locator("line.budget").count() >= 2  # fp32's and int8's budgets
+        assert "int8 budget" in (chart.text_content() or "")
         failed = page.locator("#matrix td.cell.failed").first
         box = failed.bounding_box()
         assert failed.is_visible() and box is not None and box["width"] > 20
@@ -184,3 +198,37 @@ def test_report_renders_in_chromium(shards):
         page.screenshot(path=str(screenshot), full_page=True)
         browser.close()
     assert screenshot.stat().st_size > 10_000
+
+
+def test_the_compile_section_renders_whatever_a_record_lacks():
+    """A zero-shot failure before its comparison (NaN) has no similarity figures, and a bundle's manifest
+    may carry anything under `compile`: the report shows what it can and never crashes."""
+    base = {"variant": "v", "exporter": "dynamo", "opset": 20, "target": "int8-dynamic", "precision": "int8"}
+    tests = [
+        {
+            **base,
+            "nodeid": "t::test_parity[v-image]",
+            "test": "parity",
+            "check": "parity",
+            "encoder": "image",
+            "outcome": "passed",
+            "message": "",
+            "xfail_reason": None,
+            "figures": {"min_cosine": 0.999, "tolerance": {"min_cosine": 0.998}},
+            "artifact": {"files": {"image.onnx": "big"}, "compiled": "forged", "export_seconds": "slow"},
+        },
+        {
+            **base,
+            "nodeid": "t::test_zero_shot_agreement[v]",
+            "test": "zero_shot_agreement",
+            "check": "zero_shot_agreement",
+            "encoder": None,
+            "outcome": "failed",
+            "message": "onnx similarity matrix has 4 non-finite values",
+            "xfail_reason": None,
+            "figures": {"images": 4, "texts": 8},
+            "artifact": None,
+        },
+    ]
+    page = html.render(schema.document(tests, 1, {"cpu": "x"}, {}, {}))
+    assert 'id="compile"' in page and "0.9990000" in page and "non-finite" in page

@@ -65,6 +65,7 @@ class Bundle:
             projection_file=projection,
             files={n: sizes.get(n, -1) for n in names},
             onnx_file=entry["file"],
+            compiled=entry.get("compile"),
         )
 
 

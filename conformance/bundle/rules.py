@@ -17,8 +17,7 @@ from conformance import synthetic
 from conformance.artifact import ArtifactError
 from conformance.bundle.manifest import GRAPH_FILES, MANIFEST, Bundle
 from conformance.encoders import EncoderKind, expected_dims, projection_filename
-from conformance.export import graph_metadata
-from conformance.graph import default_opset, graph_inputs, load_structure
+from conformance.graph import default_opset, graph_inputs, graph_metadata, load_structure
 from conformance.inputs import MEAN, STD
 from conformance.tokenizer import preprocessing_record, tokenizer_problems
 from conformance.weights import WeightsError, find_checkpoint, sha256_of
@@ -145,9 +144,15 @@ def contract_problems(bundle: Bundle) -> list[str]:
     return problems
 
 
+def _recipe_claim(graph: dict[str, Any]) -> str | None:
+    compiled = graph.get("compile")
+    return f"{compiled.get('recipe')}/{compiled.get('version')}" if isinstance(compiled, dict) else None
+
+
 def claims_vs_graphs_problems(bundle: Bundle, graphs: Graphs) -> list[str]:
-    """exporter, opset, variant, encoder, precision, target, profile and token dtype, as the manifest says, are
-    what each graph records about itself (metadata stamped at export, its opset import, its input dtype)."""
+    """exporter, opset, variant, encoder, precision, target, profile, compile recipe and token dtype, as the
+    manifest says, are what each graph records about itself (metadata stamped at export or compile, its opset
+    import, its input dtype)."""
     problems = []
     m = bundle.manifest
     for key, model in graphs.items():
@@ -161,6 +166,7 @@ def claims_vs_graphs_problems(bundle: Bundle, graphs: Graphs) -> list[str]:
             "variant": m["variant"],
             "encoder": key,
             **{axis: graph.get(axis) for axis in ("precision", "target", "profile")},
+            "recipe": _recipe_claim(graph),
         }
         problems += [
             f"{graph['file']}: manifest says {name} {claim!r}, the graph was made with {stamped.get(name)!r}"

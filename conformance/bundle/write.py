@@ -53,6 +53,8 @@ def _graph_entry(artifact: Artifact, files: list[str], variant: Variant) -> dict
         "inputs": [_signature_dict(s) for s in graph_inputs(model)],
         "outputs": [_signature_dict(s) for s in graph_outputs(model)],
     }
+    if artifact.compiled is not None:
+        entry["compile"] = artifact.compiled
     if artifact.encoder == EncoderKind.TEXT_SPLIT:
         entry.update(
             text_mode="split",

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from functools import cache
 from typing import Any
 
 import numpy as np
@@ -13,16 +12,19 @@ import torch
 
 from conformance import inputs
 from conformance.artifact import Artifact
+from conformance.case import Precision
 from conformance.encoders import ClipModel, wrap
 from conformance.results import CheckResult, error_line, failed, verdict
+from conformance.roofline import roofline
 from conformance.runtime import run_onnx, session, threads
 from conformance.tolerances import LatencyGate, limits
 
 CHECK = "latency"
 
 Call = Callable[[], object]
-# (ort_call, torch_call, rounds) -> (ort seconds per round, torch seconds per round)
-RoundTimer = Callable[[Call, Call, int], tuple[list[float], list[float]]]
+# (calls, rounds) -> each call's seconds per round, in the calls' order. The first call is the graph under
+# test, then torch eager, then (for a compile target) the fp32 export it was compiled from.
+RoundTimer = Callable[[Sequence[Call], int], list[list[float]]]
 
 
 @dataclass(frozen=True)
@@ -41,17 +43,15 @@ class LatencyPlan:
         return max(self.min_rounds, min(self.max_rounds, fitting))
 
 
-def interleaved_rounds(ort_call: Call, torch_call: Call, rounds: int) -> tuple[list[float], list[float]]:
-    """ORT and torch alternate round by round, so a drift in the shared machine's speed hits both."""
-    ort_times, torch_times = [], []
+def interleaved_rounds(calls: Sequence[Call], rounds: int) -> list[list[float]]:
+    """The calls alternate round by round, so a drift in the shared machine's speed hits them all."""
+    times: list[list[float]] = [[] for _ in calls]
     for _ in range(rounds):
-        started = time.perf_counter()
-        ort_call()
-        ort_times.append(time.perf_counter() - started)
-        started = time.perf_counter()
-        torch_call()
-        torch_times.append(time.perf_counter() - started)
-    return ort_times, torch_times
+        for call, record in zip(calls, times, strict=True):
+            started = time.perf_counter()
+            call()
+            record.append(time.perf_counter() - started)
+    return times
 
 
 def summary(seconds: list[float], items: int) -> dict[str, float]:
@@ -67,48 +67,51 @@ def summary(seconds: list[float], items: int) -> dict[str, float]:
     }
 
 
-@cache
-def matmul_peak_gflops(size: int = 2048, repeats: int = 3) -> float:
-    """This CPU's practical fp32 peak: the best of a few torch sgemms (2 flops per multiply-add)."""
-    a, b = torch.randn(size, size), torch.randn(size, size)
-    torch.mm(a, b)
-    best = min(_timed(lambda: torch.mm(a, b)) for _ in range(repeats))
-    return 2 * size**3 / best / 1e9
-
-
-def _timed(call: Call) -> float:
-    started = time.perf_counter()
-    call()
-    return time.perf_counter() - started
-
-
-def measure_latency(
-    artifact: Artifact, model: ClipModel, plan: LatencyPlan, timer: RoundTimer = interleaved_rounds
-) -> dict[str, Any]:
-    """Time ORT and torch eager on one input batch; warm-up rounds are run first and not timed."""
-    variant = artifact.variant
-    x = inputs.batch_for(variant, artifact.encoder, plan.batch)
-    module, tensor = wrap(model, artifact.encoder), torch.from_numpy(x)
+def _ort_call(artifact: Artifact, x: np.ndarray) -> Call:
     session(artifact)  # opened (or found open) before any round: opening a session is not running one
+    return lambda: run_onnx(artifact, x)
 
-    def ort_call() -> object:
-        return run_onnx(artifact, x)
 
-    def torch_call() -> object:
+def _torch_call(model: ClipModel, artifact: Artifact, x: np.ndarray) -> Call:
+    module, tensor = wrap(model, artifact.encoder), torch.from_numpy(x)
+
+    def call() -> object:
         with torch.no_grad():
             return module(tensor)
 
+    return call
+
+
+def _roofline(artifact: Artifact, achieved: float) -> dict[str, Any]:
+    if artifact.case.precision == Precision.FP32:
+        return roofline(achieved)
+    # int8 GEMMs run 2-4x the fp32 peak, so a fraction of it would read "above the roofline"
+    return {"roofline_fraction": None, "roofline_note": f"no {artifact.case.precision} peak measured"}
+
+
+def measure_latency(
+    artifact: Artifact,
+    model: ClipModel,
+    plan: LatencyPlan,
+    timer: RoundTimer = interleaved_rounds,
+    source: Artifact | None = None,
+) -> dict[str, Any]:
+    """Time ORT and torch eager (and `source`, the fp32 export a compile target came from) on one input
+    batch, interleaved; warm-up rounds are run first and not timed."""
+    x = inputs.batch_for(artifact.variant, artifact.encoder, plan.batch)
+    calls = [_ort_call(artifact, x), _torch_call(model, artifact, x)]
+    calls += [_ort_call(source, x)] if source is not None else []
     started = time.perf_counter()
     for _ in range(plan.warmup):
-        ort_call(), torch_call()
+        for call in calls:
+            call()
     # With no warm-up there is nothing to size the rounds by: the stated minimum.
     rounds = plan.rounds_for((time.perf_counter() - started) / plan.warmup) if plan.warmup else plan.min_rounds
-    ort_times, torch_times = timer(ort_call, torch_call, rounds)
-    ort, ref = summary(ort_times, plan.batch), summary(torch_times, plan.batch)
-    per_item = inputs.gflops_per_item(variant, artifact.encoder)
+    times = [summary(seconds, plan.batch) for seconds in timer(calls, rounds)]
+    ort, ref = times[0], times[1]
+    per_item = inputs.gflops_per_item(artifact.variant, artifact.encoder)
     achieved = per_item * plan.batch / (ort["p50_ms"] / 1e3)
-    peak = matmul_peak_gflops()
-    return {
+    figures = {
         "batch": plan.batch,
         "warmup": plan.warmup,
         "min_rounds": plan.min_rounds,
@@ -116,13 +119,21 @@ def measure_latency(
         "ort": ort,
         "torch": ref,
         "ratio_p50": ort["p50_ms"] / ref["p50_ms"],
+        "speedup_vs_torch": ref["p50_ms"] / ort["p50_ms"],
+        "file_bytes": artifact.total_bytes,
         "gflops_per_item": per_item,
         "achieved_gflops": achieved,
-        "matmul_peak_gflops": peak,
-        "roofline_fraction": achieved / peak,
+        **_roofline(artifact, achieved),
         "ort_threads": threads(),
         "torch_threads": torch.get_num_threads(),
     }
+    if source is not None:
+        figures.update(
+            fp32_export=times[2],
+            speedup_vs_fp32=times[2]["p50_ms"] / ort["p50_ms"],
+            fp32_file_bytes=source.total_bytes,
+        )
+    return figures
 
 
 @dataclass(frozen=True)
@@ -175,9 +186,10 @@ def check_latency_of(
     timer: RoundTimer = interleaved_rounds,
     baseline: BaselineMatch | None = None,
     baseline_tolerance: float | None = None,
+    source: Artifact | None = None,
 ) -> CheckResult:
     try:
-        figures = measure_latency(artifact, model, plan, timer)
+        figures = measure_latency(artifact, model, plan, timer, source)
     except Exception as exc:  # noqa: BLE001
         return failed(CHECK, f"could not time batch {plan.batch}: {error_line(exc)}")
     return check_latency(figures, gate, baseline, baseline_tolerance)

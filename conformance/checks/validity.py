@@ -79,15 +79,16 @@ def unknown_operator_problems(model: onnx.ModelProto, opset: int) -> list[str]:
     return sorted(problems)
 
 
-def domain_problems(model: onnx.ModelProto) -> list[str]:
-    """Only standard ONNX operators, anywhere: a non-standard op runs in onnxruntime and nowhere else. A call
-    of a model-local function is allowed; a function's domain does not excuse other ops in that domain."""
-    local = _local_functions(model)
+def domain_problems(model: onnx.ModelProto, allowed: frozenset[str] = frozenset()) -> list[str]:
+    """Only standard ONNX operators, anywhere: a non-standard op runs in onnxruntime and nowhere else, so only
+    a compile target made for onnxruntime (`allowed`: its recipe's domains) may use one. A call of a
+    model-local function is allowed; a function's domain does not excuse other ops in that domain."""
+    local, known = _local_functions(model), STANDARD_DOMAINS | allowed
     unexpected = sorted(
         {
             f"{node.domain}.{node.op_type}"
             for node in all_nodes(model)
-            if node.domain not in STANDARD_DOMAINS and (node.domain, node.op_type) not in local
+            if node.domain not in known and (node.domain, node.op_type) not in local
         }
     )
     problems = [f"unexpected operator {name} (not a standard ONNX operator)" for name in unexpected]
@@ -126,8 +127,11 @@ def _version_problems(model: onnx.ModelProto, opset: int | None, expected_opset:
     return problems
 
 
-def check_opset_validity(artifact: Artifact, expected_opset: int | None = None) -> CheckResult:
-    """The graph is well-formed ONNX at the opset it claims, and onnxruntime loads it."""
+def check_opset_validity(
+    artifact: Artifact, expected_opset: int | None = None, allowed_domains: frozenset[str] = frozenset()
+) -> CheckResult:
+    """The graph is well-formed ONNX at the opset it claims, and onnxruntime loads it. `allowed_domains`:
+    the non-standard operator domains its compile target may use (com.microsoft for ort-opt)."""
     expected_opset = expected_opset if expected_opset is not None else artifact.case.opset
     try:
         model = load_structure(artifact)
@@ -143,7 +147,7 @@ def check_opset_validity(artifact: Artifact, expected_opset: int | None = None) 
     }
     problems = external_data_problems(model, artifact.onnx_path.parent)
     problems += _version_problems(model, opset, expected_opset)
-    problems += unknown_operator_problems(model, opset or 0) + domain_problems(model)
+    problems += unknown_operator_problems(model, opset or 0) + domain_problems(model, allowed_domains)
     if problems:  # a truncated or inconsistent file would only make the checker and ORT fail less clearly
         return verdict(CHECK, problems, figures)
     problems = _checker_problems(artifact) + _ort_problems(artifact)

@@ -10,6 +10,7 @@ import jinja2
 
 from conformance import atomic
 from conformance.registry import COLUMNS
+from conformance.report.compiled import compile_rows, scatter
 
 # Worst first: the status a matrix cell shows when several tests share it.
 SEVERITY = ("error", "failed", "xpassed", "xfailed", "passed", "skipped")
@@ -26,9 +27,10 @@ class Cell:
 
 
 def _row_key(test: dict[str, Any]) -> tuple[str, ...]:
-    axes = [test.get(axis) for axis in ("precision", "target", "profile")]
+    axes = [test.get(axis) for axis in ("precision", "profile")]
     return (
         test.get("variant") or "?",
+        test.get("target") or "?",
         test.get("encoder") or "image+text",
         test.get("exporter") or "?",
         str(test.get("opset") or "?"),
@@ -37,7 +39,7 @@ def _row_key(test: dict[str, Any]) -> tuple[str, ...]:
 
 
 def matrix(tests: list[dict[str, Any]]) -> tuple[list[str], list[tuple[tuple[str, ...], dict[str, Cell]]]]:
-    """Rows variant x encoder x exporter x opset x (precision/target/profile), columns the registry's checks
+    """Rows variant x target x encoder x exporter x opset x (precision/profile), columns the registry's checks
     in its order, cells the tests that ran there."""
     rows: dict[tuple[str, ...], dict[str, Cell]] = {}
     for test in tests:
@@ -62,7 +64,9 @@ def flatten(figures: dict[str, Any], prefix: str = "") -> list[tuple[str, str]]:
 
 def latency_rows(tests: list[dict[str, Any]]) -> list[dict[str, Any]]:
     rows = [t for t in tests if t.get("check") == "latency" and "ort" in t.get("figures", {})]
-    return sorted(rows, key=lambda t: (t["variant"], t["encoder"], t["exporter"], t["figures"]["batch"]))
+    return sorted(
+        rows, key=lambda t: (t["variant"], t.get("target") or "", t["encoder"], t["exporter"], t["figures"]["batch"])
+    )
 
 
 def _environment() -> jinja2.Environment:
@@ -78,10 +82,21 @@ def render(doc: dict[str, Any]) -> str:
     scale = max((max(t["figures"]["ort"]["p50_ms"], t["figures"]["torch"]["p50_ms"]) for t in lat), default=1.0)
     xfails = [t for t in doc["tests"] if t["outcome"] in ("xfailed", "xpassed")]
     problems = [t for t in doc["tests"] if t["outcome"] in ("failed", "error", "xpassed")]
+    targets = compile_rows(doc["tests"])
     return (
         _environment()
         .from_string(template)
-        .render(doc=doc, columns=columns, rows=rows, latency=lat, scale=scale, xfails=xfails, problems=problems)
+        .render(
+            doc=doc,
+            columns=columns,
+            rows=rows,
+            latency=lat,
+            scale=scale,
+            xfails=xfails,
+            problems=problems,
+            targets=targets,
+            scatter=scatter(targets),
+        )
     )
 
 

@@ -1,0 +1,77 @@
+"""Realised precision: the graph's weights are stored in the precision its case claims, whatever it is stamped.
+
+A compile target's budget is looser than fp32's; without this check, an fp32 graph with a broken weight that
+claimed int8 (in its manifest and its metadata stamp alike) would be judged by the int8 budget."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import numpy as np
+import onnx
+
+from conformance.artifact import Artifact, ArtifactError
+from conformance.case import Precision
+from conformance.graph import load_structure
+from conformance.results import CheckResult, failed, verdict
+
+CHECK = "realised_precision"
+MIN_SHARE = 0.9  # of the weights that the claimed precision covers (fp32 weights kept by policy stay below 10%)
+FLOATS = {onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.BFLOAT16, onnx.TensorProto.DOUBLE}
+EIGHT_BIT = {onnx.TensorProto.INT8, onnx.TensorProto.UINT8}
+MATRIX_OPS = {"MatMul", "Gemm", "Conv"}
+
+
+def _elements(tensor: onnx.TensorProto) -> int:
+    return int(np.prod(tensor.dims, dtype=np.int64))
+
+
+def stored_elements(model: onnx.ModelProto) -> Counter[str]:
+    """Initializer elements by storage type name (FLOAT, FLOAT16, INT8, ...), read from the graph's
+    structure alone (external data is never loaded)."""
+    counts: Counter[str] = Counter()
+    for tensor in model.graph.initializer:
+        counts[onnx.TensorProto.DataType.Name(tensor.data_type)] += _elements(tensor)
+    return counts
+
+
+def fp32_matrix_weights(model: onnx.ModelProto) -> int:
+    """Elements of fp32 initializers that a MatMul, Gemm or Conv multiplies by directly: unquantised weights."""
+    fp32 = {t.name: _elements(t) for t in model.graph.initializer if t.data_type == onnx.TensorProto.FLOAT}
+    used = {name for node in model.graph.node if node.op_type in MATRIX_OPS for name in node.input[1:2]}
+    return sum(fp32[name] for name in used if name in fp32)
+
+
+def _share(part: int, whole: int) -> float:
+    return part / whole if whole else 0.0
+
+
+def check_realised_precision(artifact: Artifact) -> CheckResult:
+    try:
+        model = load_structure(artifact)
+    except ArtifactError as exc:
+        return failed(CHECK, str(exc))
+    stored = stored_elements(model)
+    floats = sum(stored[onnx.TensorProto.DataType.Name(t)] for t in FLOATS)
+    eight_bit = stored["INT8"] + stored["UINT8"]
+    left = fp32_matrix_weights(model)
+    claimed = artifact.case.precision
+    figures = {"claimed": str(claimed), "stored_elements": dict(stored), "fp32_matrix_weights": left}
+    problems = []
+    if claimed == Precision.FP32 and (stored["FLOAT16"] or stored["BFLOAT16"] or eight_bit):
+        problems.append(
+            f"claims fp32 but stores {stored['FLOAT16'] + stored['BFLOAT16']} 16-bit and "
+            f"{eight_bit} 8-bit weight elements"
+        )
+    elif claimed == Precision.FP16:
+        share = figures["fp16_share"] = _share(stored["FLOAT16"], floats)
+        if share < MIN_SHARE:
+            problems.append(f"claims fp16 but only {share:.0%} of its float weights are fp16")
+    elif claimed == Precision.INT8:
+        share = figures["int8_share"] = _share(eight_bit, eight_bit + left)
+        if share < MIN_SHARE:
+            problems.append(
+                f"claims int8 but only {share:.0%} of its matrix weights are 8-bit ({left} fp32 elements that "
+                "MatMul, Gemm or Conv use directly)"
+            )
+    return verdict(CHECK, problems, figures, f"weights stored as {claimed} claims")

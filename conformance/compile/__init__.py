@@ -1,0 +1,1 @@
+"""Compile targets: named, versioned recipes that derive a graph from the fp32 export (recipes.py)."""

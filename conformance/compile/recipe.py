@@ -1,0 +1,76 @@
+"""A compile target's recipe: what derives its graph from the fp32 export, and everything that identifies it."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import inspect
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from conformance.case import Case, Exporter, Target
+from conformance.versions import version_of
+
+# (fp32 graph, graph to write, case, settings) -> what the build found (fused counts, nodes kept, ...).
+Build = Callable[[Path, Path, Case, Mapping[str, Any]], dict[str, Any]]
+# The inputs a recipe calibrates on, per case: part of its identity (their hash is in the cache key).
+Calibration = Callable[[Case, Mapping[str, Any]], np.ndarray]
+
+
+def tool_version(module: str) -> str:
+    """The imported module's own version: the distribution may be onnxruntime, onnxruntime-gpu, ..."""
+    try:
+        return str(importlib.import_module(module).__version__)
+    except (ImportError, AttributeError):
+        return version_of(module)
+
+
+@cache
+def _source_sha256(build: Build) -> str:
+    path = inspect.getsourcefile(build)
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16] if path else "unknown"
+
+
+@dataclass(frozen=True)
+class Recipe:
+    target: Target
+    version: int  # bumped whenever the recipe changes what it writes, so older cache entries are never trusted
+    tool: str  # the distribution doing the work; its version is part of the identity
+    summary: str  # what it does, and why this way: the report and the manifest print it
+    build: Build
+    settings: Mapping[str, Any] = field(default_factory=dict)
+    calibration: Calibration | None = None
+    min_opset: int = 1
+    exporters: frozenset[Exporter] = frozenset(Exporter)
+    domains: frozenset[str] = frozenset()  # non-standard operator domains its graphs may use
+
+    def unsupported(self, case: Case) -> str | None:
+        """Why this recipe cannot compile the case's export, or None."""
+        if case.exporter not in self.exporters:
+            return f"{self.target} supports the {', '.join(sorted(self.exporters))} exporter(s), not {case.exporter}"
+        if case.opset < self.min_opset:
+            return f"{self.target} needs opset >= {self.min_opset}; the export is opset {case.opset}"
+        return None
+
+    def calibration_sha256(self, case: Case) -> str | None:
+        if self.calibration is None:
+            return None
+        return hashlib.sha256(np.ascontiguousarray(self.calibration(case, self.settings)).tobytes()).hexdigest()
+
+    def identity(self, case: Case) -> dict[str, Any]:
+        """The recipe's part of the cache key, and of the artifact's provenance: its source code included, so
+        an edit to a build function is a new entry even when nobody bumps `version`."""
+        return {
+            "recipe": str(self.target),
+            "version": self.version,
+            "source_sha256": _source_sha256(self.build),
+            "tool": self.tool,
+            "tool_version": tool_version(self.tool),
+            "settings": dict(self.settings),
+            "calibration_sha256": self.calibration_sha256(case),
+        }

@@ -1,0 +1,77 @@
+"""Compiled release bundles: `export --target`, the recipe in the manifest, and what a manifest cannot claim."""
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from conformance import cli
+from conformance.checks.bundle import check_bundle_integrity
+from conformance.weights import sha256_of
+from tests.helpers import pytest_run
+
+
+@pytest.fixture(scope="module")
+def int8_bundle(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("compiled")
+    out = root / "tiny-int8"
+    options = ["--target", "int8-dynamic", "--export-cache", str(root / "c")]
+    assert cli.main(["export", "--variant", "tiny-vit", "--out", str(out), *options]) == 0
+    return out
+
+
+def _manifest(folder: Path) -> dict:
+    return json.loads((folder / "manifest.json").read_text())
+
+
+def _claim(folder: Path, change) -> None:
+    """Edit the manifest's claims and keep every listed hash consistent, as a careless tool would."""
+    manifest = _manifest(folder)
+    change(manifest)
+    for entry in manifest["files"]:
+        entry.update(size=(folder / entry["name"]).stat().st_size, sha256=sha256_of(folder / entry["name"]))
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+
+
+def test_the_manifest_records_the_recipe_with_its_versions_and_settings(int8_bundle):
+    graphs = _manifest(int8_bundle)["graphs"]
+    for entry in graphs.values():
+        assert entry["target"] == "int8-dynamic" and entry["precision"] == "int8"
+        recipe = entry["compile"]
+        assert recipe["recipe"] == "int8-dynamic" and recipe["tool"] == "onnxruntime" and recipe["tool_version"]
+        assert recipe["settings"]["per_channel"] is True and recipe["quantised_nodes"]["MatMulInteger"] > 0
+    assert check_bundle_integrity(int8_bundle).passed
+
+
+@pytest.mark.parametrize(
+    "lie",
+    [
+        lambda m: m["graphs"]["image"].update(target="int8-static"),
+        lambda m: m["graphs"]["image"].update(target="onnx", precision="fp32"),
+        lambda m: m["graphs"]["text-split"]["compile"].update(version=99),
+    ],
+    ids=["other-target", "claims-fp32", "other-recipe-version"],
+)
+def test_a_manifest_claiming_another_compile_fails_integrity(int8_bundle, tmp_path, lie):
+    bundle = Path(shutil.copytree(int8_bundle, tmp_path / "b"))
+    _claim(bundle, lie)
+    result = check_bundle_integrity(bundle)
+    assert not result.passed and "the graph was made with" in result.message
+
+
+def test_an_unsupported_recipe_and_export_is_a_usage_error(tmp_path, capsys):
+    options = ["--target", "int8-static", "--opset", "11", "--export-cache", str(tmp_path / "c")]
+    assert cli.main(["export", "--variant", "tiny-vit", "--out", str(tmp_path / "b"), *options]) == cli.USAGE
+    assert "needs opset >= 13" in capsys.readouterr().err and not (tmp_path / "b").exists()
+
+
+def test_pytest_validates_a_compiled_bundle_with_the_int8_budget(int8_bundle, repo_root, tmp_path):
+    run = pytest_run(
+        repo_root, "--latency=none", f"--artifacts={int8_bundle}", f"--report-dir={tmp_path / 'reports'}", "-q"
+    )
+    assert run.returncode == 0, run.stdout[-3000:]
+    tests = json.loads((tmp_path / "reports" / "results.json").read_text())["tests"]
+    parity = [t for t in tests if t["check"] == "parity"]
+    assert parity and all(t["target"] == "int8-dynamic" and t["outcome"] == "passed" for t in parity)
+    assert all(t["figures"]["tolerance"]["reason"] == "default int8 parity" for t in parity)
