@@ -22,7 +22,7 @@ from filelock import FileLock
 from conformance import atomic
 from conformance.artifact import Artifact, ArtifactError
 from conformance.case import Case, Exporter
-from conformance.compile.build import compile_to
+from conformance.compile.build import COMPILE_FORMAT, compile_to
 from conformance.compile.recipes import recipe_for
 from conformance.encoders import (
     INPUT_NAME,
@@ -79,6 +79,7 @@ class ExportSpec:
         }
         if self.case.target.compiled:  # the fp32 export's key stays what it was: its cache stays warm
             fields["recipe"] = recipe_for(self.case.target).identity(self.case)
+            fields["compile_format"] = COMPILE_FORMAT
         return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:16]
 
     def source(self) -> ExportSpec:

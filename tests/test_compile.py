@@ -44,7 +44,8 @@ def test_each_target_builds_a_valid_graph_within_its_budget(tiny_cache, target):
     assert artifact.case.precision == target.precision and artifact.compiled is not None
     assert artifact.compiled["recipe"] == str(target) and artifact.compiled["tool_version"] != "not installed"
     stamped = graph_metadata(load_structure(artifact))
-    assert stamped["target"] == str(target) and stamped["recipe"] == f"{target}/{artifact.compiled['version']}"
+    assert stamped["target"] == str(target)
+    assert stamped["recipe"].startswith(f"{target}/{artifact.compiled['version']}/")
     allowed = recipes.recipe_for(target).domains
     assert check_opset_validity(artifact, allowed_domains=allowed).passed
     model = synthetic(TINY_VIT).model

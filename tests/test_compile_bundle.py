@@ -50,8 +50,9 @@ def test_the_manifest_records_the_recipe_with_its_versions_and_settings(int8_bun
         lambda m: m["graphs"]["image"].update(target="int8-static"),
         lambda m: m["graphs"]["image"].update(target="onnx", precision="fp32"),
         lambda m: m["graphs"]["text-split"]["compile"].update(version=99),
+        lambda m: m["graphs"]["image"]["compile"]["settings"].update(per_channel=False),
     ],
-    ids=["other-target", "claims-fp32", "other-recipe-version"],
+    ids=["other-target", "claims-fp32", "other-recipe-version", "other-settings"],
 )
 def test_a_manifest_claiming_another_compile_fails_integrity(int8_bundle, tmp_path, lie):
     bundle = Path(shutil.copytree(int8_bundle, tmp_path / "b"))

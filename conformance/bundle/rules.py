@@ -16,6 +16,7 @@ from onnx.external_data_helper import ExternalDataInfo, uses_external_data
 from conformance import synthetic
 from conformance.artifact import ArtifactError
 from conformance.bundle.manifest import GRAPH_FILES, MANIFEST, Bundle
+from conformance.compile.recipe import recipe_stamp
 from conformance.encoders import EncoderKind, expected_dims, projection_filename
 from conformance.graph import default_opset, graph_inputs, graph_metadata, load_structure
 from conformance.inputs import MEAN, STD
@@ -145,8 +146,14 @@ def contract_problems(bundle: Bundle) -> list[str]:
 
 
 def _recipe_claim(graph: dict[str, Any]) -> str | None:
+    """What the manifest says built the graph, in the form compile_to stamps: target/version/settings digest."""
     compiled = graph.get("compile")
-    return f"{compiled.get('recipe')}/{compiled.get('version')}" if isinstance(compiled, dict) else None
+    if not isinstance(compiled, dict):
+        return None
+    settings = compiled.get("settings")
+    return recipe_stamp(
+        str(compiled.get("recipe")), compiled.get("version"), settings if isinstance(settings, dict) else {}
+    )
 
 
 def claims_vs_graphs_problems(bundle: Bundle, graphs: Graphs) -> list[str]:

@@ -13,10 +13,14 @@ from pathlib import Path
 
 from conformance.artifact import Artifact
 from conformance.case import Case
+from conformance.compile.recipe import recipe_stamp
 from conformance.compile.recipes import recipe_for
 from conformance.graph import files_of, stamp_metadata
 
 GRAPH = "model.onnx"
+# Bumped whenever compile_to changes what it writes around a recipe's graph (2: the recipe stamp carries the
+# settings' digest), so older cache entries are never trusted.
+COMPILE_FORMAT = 2
 
 
 class CompileError(RuntimeError):
@@ -49,10 +53,8 @@ def compile_to(folder: Path, case: Case, source: Artifact) -> Artifact:
         raise CompileError(f"{case.id}: {case.target} compile failed: {type(exc).__name__}: {exc}") from None
     seconds = time.perf_counter() - started
     stamped = {k: str(v) for k, v in case.key().items() if k != "opset"}
-    stamp_metadata(
-        folder / GRAPH,
-        {**stamped, "weights": source.provenance.weights_id, "recipe": f"{recipe.target}/{recipe.version}"},
-    )
+    made_by = recipe_stamp(str(recipe.target), recipe.version, recipe.settings)
+    stamp_metadata(folder / GRAPH, {**stamped, "weights": source.provenance.weights_id, "recipe": made_by})
     if source.projection_path is not None and source.projection_file is not None:
         shutil.copyfile(source.projection_path, folder / source.projection_file)
     compiled = {**recipe.identity(case), "summary": recipe.summary, "source": source.case.id, **found}

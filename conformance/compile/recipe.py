@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import importlib
 import inspect
+import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import cache
@@ -28,6 +29,15 @@ def tool_version(module: str) -> str:
         return str(importlib.import_module(module).__version__)
     except (ImportError, AttributeError):
         return version_of(module)
+
+
+def settings_digest(settings: Mapping[str, Any]) -> str:
+    """A short hash of a recipe's settings: stamped into the graph, so a manifest cannot claim others."""
+    return hashlib.sha256(json.dumps(dict(settings), sort_keys=True).encode()).hexdigest()[:12]
+
+
+def recipe_stamp(target: str, version: object, settings: Mapping[str, Any]) -> str:
+    return f"{target}/{version}/{settings_digest(settings)}"
 
 
 @cache
