@@ -192,7 +192,7 @@ CHECKS: tuple[Check, ...] = (
     Check("dynamic_batch_drawn", _dynamic_batch_drawn, profiles=DYNAMIC, tolerance="dynamic_batch", drawn=True),
     Check("row_independence", _row_independence, profiles=DYNAMIC),
     Check("parity", _parity),
-    Check("finite_extremes", _finite_extremes, tolerance="parity"),
+    Check("finite_extremes", _finite_extremes),
     Check("fusions", _fusions, targets=frozenset({Target.ORT_OPT}), params=FUSED_OPS),
     Check("zero_shot_agreement", _zero_shot_agreement, scope=Scope.PAIR),
     Check("known_answer", _known_answer, scope=Scope.PAIR),

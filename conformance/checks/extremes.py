@@ -15,7 +15,7 @@ CHECK = "finite_extremes"
 def check_finite_extremes(artifact: Artifact, model: ClipModel, tol: Tolerance) -> CheckResult:
     """All-black, all-white, checkerboard and saturated images, or whole-context texts of one frequent, one
     rare and one byte token and a real caption: where fp16 overflows and int8 ranges clip. NaN or Inf fails
-    whatever the tolerance; the finite values are held to the target's parity tolerance."""
+    whatever the tolerance; the finite values are held to the precision's `finite_extremes` bounds."""
     x = inputs.extreme_inputs(artifact.variant, artifact.encoder)
     try:
         actual = onnx_output(artifact, x)
