@@ -18,7 +18,6 @@ from conformance.results import CheckResult, failed, verdict
 CHECK = "realised_precision"
 MIN_SHARE = 0.9  # of the weights that the claimed precision covers (fp32 weights kept by policy stay below 10%)
 FLOATS = {onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.BFLOAT16, onnx.TensorProto.DOUBLE}
-EIGHT_BIT = {onnx.TensorProto.INT8, onnx.TensorProto.UINT8}
 MATRIX_OPS = {"MatMul", "Gemm", "Conv"}
 
 
