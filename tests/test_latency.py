@@ -109,6 +109,17 @@ def test_export_slowed_1_7x_fails_the_data_gate_and_the_good_one_passes(vitb32, 
     assert not slow.passed and f"(gate {gate.max_ratio}x at batch {batch}" in slow.message
 
 
+@pytest.mark.parametrize("encoder", [EncoderKind.IMAGE, EncoderKind.TEXT_SPLIT], ids=str)
+def test_an_int8_graph_at_fp32_speed_fails_the_int8_gate(vitb32, encoder):
+    """An int8 compile whose quantisation did nothing runs at the fp32 export's speed: its gate must refuse
+    it even with the wider margin a compile target's gates get (they rest on one measured run)."""
+    cache, model = vitb32
+    fp32 = cache.get(ExportSpec(Case(VIT_B32, encoder, Exporter.TORCHSCRIPT)), model, Provenance.synthetic(0))
+    gate = latency_gate(variant=VIT_B32.name, encoder=str(encoder), batch=8, target="int8-dynamic")
+    result = check_latency_of(fp32, model, LatencyPlan(batch=8, min_rounds=5, warmup=1, max_rounds=5), gate)
+    assert not result.passed, result.message
+
+
 def test_baseline_50_percent_faster_fails(tiny_cache):
     figures = measure_latency(good(tiny_cache, TINY_VIT, "image"), synthetic(TINY_VIT).model, PLAN)
     baseline = figures["ort"]["p50_ms"] * 0.5
