@@ -27,34 +27,81 @@ class Precision(StrEnum):
 
     FP32 = "fp32"
     FP16 = "fp16"
+    BF16 = "bf16"
     INT8 = "int8"
 
 
+class Profile(StrEnum):
+    """The shape profile: a symbolic batch axis, or shapes fixed for a static compiler (its rules are
+    conformance/profiles/<name>.toml)."""
+
+    DYNAMIC = "dynamic"
+    NPU_STATIC = "npu-static"
+
+    @property
+    def encoders(self) -> tuple[EncoderKind, ...]:
+        """The graphs a profile is made of. An NPU takes the image graph and the split text graph: the EOT
+        gather (an ArgMax on int ids) and the projection run on the host, as the seed splits it."""
+        if self == Profile.NPU_STATIC:
+            return (EncoderKind.IMAGE, EncoderKind.TEXT_SPLIT)
+        return tuple(EncoderKind)
+
+
 class Target(StrEnum):
-    """What the graph is for: the raw export, or what a compile recipe (conformance/compile/) made of it."""
+    """What the graph is for: an export (the raw fp32 graph, or the fixed-shape one an NPU compiler takes), or
+    what a compile recipe (conformance/compile/) or compiler (conformance/toolchains/) made of one."""
 
     ONNX = "onnx"
     ORT_OPT = "ort-opt"
     FP16 = "fp16"
     INT8_DYNAMIC = "int8-dynamic"
     INT8_STATIC = "int8-static"
+    NPU_STATIC = "npu-static"
+    RKNN = "rknn"
+    OPENVINO = "openvino"
+    OPENVINO_BF16 = "openvino-bf16"
+    OPENVINO_INT8 = "openvino-int8"
 
     @property
     def precision(self) -> Precision:
         return _PRECISION_OF.get(self, Precision.FP32)
 
     @property
+    def profile(self) -> Profile:
+        return Profile.NPU_STATIC if self in (Target.NPU_STATIC, Target.RKNN) else Profile.DYNAMIC
+
+    @property
     def compiled(self) -> bool:
-        return self != Target.ONNX
+        """Made from another target's graph (`base`), not exported from the model."""
+        return self not in (Target.ONNX, Target.NPU_STATIC)
+
+    @property
+    def base(self) -> Target:
+        """The export a compiled target is made from (an export is its own base)."""
+        if not self.compiled:
+            return self
+        return Target.NPU_STATIC if self.profile == Profile.NPU_STATIC else Target.ONNX
+
+    @property
+    def runtime(self) -> str:
+        """What runs the graph: onnxruntime, OpenVINO, or RKNN's simulator (over a subprocess boundary)."""
+        return _RUNTIME_OF.get(self, "onnxruntime")
 
 
-_PRECISION_OF = {Target.FP16: Precision.FP16, Target.INT8_DYNAMIC: Precision.INT8, Target.INT8_STATIC: Precision.INT8}
-
-
-class Profile(StrEnum):
-    """The shape profile: a symbolic batch axis, or shapes fixed for a static compiler."""
-
-    DYNAMIC = "dynamic"
+_PRECISION_OF = {
+    Target.FP16: Precision.FP16,
+    Target.INT8_DYNAMIC: Precision.INT8,
+    Target.INT8_STATIC: Precision.INT8,
+    Target.RKNN: Precision.FP16,
+    Target.OPENVINO_BF16: Precision.BF16,
+    Target.OPENVINO_INT8: Precision.INT8,
+}
+_RUNTIME_OF = {
+    Target.RKNN: "rknn-simulator",
+    Target.OPENVINO: "openvino",
+    Target.OPENVINO_BF16: "openvino",
+    Target.OPENVINO_INT8: "openvino",
+}
 
 
 # Both exporters default to this opset on the installed torch (20 on torch 2.14.1).
@@ -73,11 +120,12 @@ class Case:
     target: Target = Target.ONNX
     profile: Profile = Profile.DYNAMIC
     bundle: Path | None = None  # --artifacts: this bundle's graph, instead of a fresh export
+    static_batch: int | None = None  # a static profile's fixed batch size (None for a dynamic batch)
 
     @property
     def id(self) -> str:
         """The test ID: [bundle-]variant-[encoder-]exporter-opN, then any axis that is not its default (the
-        precision only where the target does not imply it)."""
+        precision and profile only where the target does not imply them), then a static batch as bN."""
         parts = [self.bundle.name] if self.bundle else []
         parts += [
             self.variant.slug,
@@ -85,8 +133,10 @@ class Case:
             str(self.exporter),
             f"op{self.opset}",
         ]
-        defaults = (self.target.precision, Target.ONNX, Profile.DYNAMIC)
+        defaults = (self.target.precision, Target.ONNX, self.target.profile)
         parts += [str(axis) for axis, default in zip(self.axes, defaults, strict=True) if axis != default]
+        if self.static_batch is not None:
+            parts.append(f"b{self.static_batch}")
         return "-".join(parts)
 
     @property
@@ -103,7 +153,9 @@ class Case:
         return {k: v for k, v in self.record().items() if k not in ("case", "bundle")}
 
     def record(self) -> dict[str, Any]:
-        return {
+        """Its fields by name; `static_batch` only where set, so a dynamic export's record (and with it its
+        cache key) is what it was before static profiles existed."""
+        record = {
             "case": self.id,
             "variant": self.variant.name,
             "encoder": str(self.encoder) if self.encoder else None,
@@ -114,6 +166,9 @@ class Case:
             "profile": str(self.profile),
             "bundle": self.bundle.name if self.bundle else None,
         }
+        if self.static_batch is not None:
+            record["static_batch"] = self.static_batch
+        return record
 
     def context(self) -> dict[str, str]:
         """The fields tolerances and gates are matched on."""
@@ -122,13 +177,17 @@ class Case:
     def member(self, encoder: EncoderKind) -> Case:
         return replace(self, encoder=encoder)
 
-    def on(self, target: Target) -> Case:
-        """This case compiled for `target` (or, with Target.ONNX, the fp32 export it is compiled from)."""
-        return replace(self, target=target, precision=target.precision)
+    def on(self, target: Target, static_batch: int | None = None) -> Case:
+        """This case for `target` (or, with an export target, the export it is compiled from). A static
+        profile keeps this case's batch, or takes `static_batch`, or 1."""
+        batch = None
+        if target.profile == Profile.NPU_STATIC:
+            batch = static_batch or self.static_batch or 1
+        return replace(self, target=target, precision=target.precision, profile=target.profile, static_batch=batch)
 
     @property
     def source(self) -> Case:
-        return self.on(Target.ONNX)
+        return self.on(self.target.base)
 
     @classmethod
     def from_record(cls, data: dict[str, Any], bundle: Path | None = None) -> Case:
@@ -138,6 +197,12 @@ class Case:
         precision = Precision(data.get("precision", "fp32"))
         if precision != target.precision:
             raise ValueError(f"precision {precision} does not go with target {target} (which is {target.precision})")
+        profile = Profile(data.get("profile", "dynamic"))
+        if profile != target.profile:
+            raise ValueError(f"profile {profile} does not go with target {target} (which is {target.profile})")
+        static_batch = data.get("static_batch")
+        if (static_batch is None) != (profile == Profile.DYNAMIC):
+            raise ValueError(f"profile {profile} with static_batch {static_batch!r}: a static profile has one")
         return cls(
             get(data["variant"]),
             EncoderKind(data["encoder"]) if data.get("encoder") else None,
@@ -145,6 +210,7 @@ class Case:
             int(data["opset"]),
             precision,
             target,
-            Profile(data.get("profile", "dynamic")),
+            profile,
             bundle,
+            int(static_batch) if static_batch is not None else None,
         )

@@ -1,4 +1,4 @@
-"""`python -m conformance`: merge shard results (and, for releases, export bundles)."""
+"""`python -m conformance`: merge shard results, export release bundles, install compiler toolchains."""
 
 from __future__ import annotations
 
@@ -11,12 +11,14 @@ from pathlib import Path
 from conformance import atomic, variants, weights
 from conformance.bundle.manifest import BundleError
 from conformance.bundle.write import write_bundle
-from conformance.case import DEFAULT_OPSET, Case, Exporter, Target
+from conformance.case import DEFAULT_OPSET, Case, Exporter, Profile, Target
 from conformance.compile.build import CompileError
 from conformance.compile.recipes import recipe_for
 from conformance.encoders import EncoderKind
 from conformance.export import ExportCache, ExportError, ExportSpec
+from conformance.profiles.rules import load_profile
 from conformance.report import html, schema
+from conformance.toolchains.cli import add_toolchain_parser
 
 BUNDLED = (EncoderKind.IMAGE, EncoderKind.TEXT_SPLIT)
 # Exit codes of `export`: 0 written, 1 the export failed, 2 bad usage or output folder, 3 bad weights.
@@ -53,22 +55,52 @@ def export_command(args: argparse.Namespace) -> int:
         loaded = weights.resolve(variant, args.weights, args.seed)
     except weights.WeightsError as exc:
         return _error(str(exc), BAD_WEIGHTS)
-    print(f"{variant.name}: {loaded.provenance.describe()}", flush=True)
-    cache = ExportCache(args.export_cache, progress=lambda m: print(m, flush=True))
     target = Target(args.target)
-    cases = {kind: Case(variant, kind, Exporter(args.exporter), args.opset).on(target) for kind in BUNDLED}
-    unsupported = recipe_for(target).unsupported(cases[EncoderKind.IMAGE]) if target.compiled else None
+    try:
+        batches = _static_batches(args.static_batch) if target.profile == Profile.NPU_STATIC else [None]
+    except ValueError as exc:
+        return _error(str(exc), USAGE)
+    exporter, opset = _exporter_and_opset(args, target)
+    base = Case(variant, None, exporter, opset)
+    cases = [{kind: base.member(kind).on(target, batch) for kind in BUNDLED} for batch in batches]
+    unsupported = recipe_for(target).unsupported(cases[0][EncoderKind.IMAGE]) if target.compiled else None
     if unsupported:
         return _error(unsupported, USAGE)
+    print(f"{variant.name}: {loaded.provenance.describe()}", flush=True)
+    cache = ExportCache(args.export_cache, progress=lambda m: print(m, flush=True))
     try:
-        artifacts = {kind: cache.get(ExportSpec(case), loaded.model, loaded.provenance) for kind, case in cases.items()}
-        write_bundle(args.out, variant, artifacts)
+        for group in cases:
+            artifacts = {
+                kind: cache.get(ExportSpec(case), loaded.model, loaded.provenance) for kind, case in group.items()
+            }
+            batch = group[EncoderKind.IMAGE].static_batch
+            write_bundle(args.out if len(cases) == 1 else args.out / f"{args.out.name}-b{batch}", variant, artifacts)
     except (ExportError, CompileError) as exc:
         return _error(str(exc), EXPORT_FAILED)
     except (BundleError, OSError) as exc:
         return _error(str(exc), USAGE)
     print(f"bundle written: {args.out} (validate with: pytest --artifacts={args.out})")
     return 0
+
+
+def _static_batches(raw: str) -> list[int]:
+    try:
+        values = [int(part) for part in raw.split(",") if part.strip()]
+    except ValueError:
+        values = []
+    if not values or min(values) < 1:
+        raise ValueError(f"--static-batch wants positive integers like 1,8, not {raw!r}")
+    return list(dict.fromkeys(values))
+
+
+def _exporter_and_opset(args: argparse.Namespace, target: Target) -> tuple[Exporter, int]:
+    """What was asked for, or the target's defaults: a static profile's exporter and opset (the NPU evidence
+    is TorchScript at opset 17), else dynamo at the installed torch's default opset."""
+    if target.profile != Profile.NPU_STATIC:
+        return Exporter(args.exporter or Exporter.DYNAMO), args.opset or DEFAULT_OPSET
+    rules = load_profile(str(target.profile))
+    exporter = Exporter(args.exporter or rules.default_exporter)
+    return exporter, args.opset or rules.default_opset[str(exporter)]
 
 
 def merge_command(args: argparse.Namespace) -> int:
@@ -106,16 +138,27 @@ def parser() -> argparse.ArgumentParser:
     export.add_argument(
         "--exporter",
         choices=[str(e) for e in Exporter],
-        default=str(Exporter.DYNAMO),
-        help="torch exporter (default: dynamo, torch.onnx.export's default)",
+        default=None,
+        help="torch exporter (default: dynamo, torch.onnx.export's default; torchscript for npu-static and rknn)",
     )
-    export.add_argument("--opset", type=int, default=DEFAULT_OPSET, help=f"ONNX opset (default {DEFAULT_OPSET})")
+    export.add_argument(
+        "--opset",
+        type=int,
+        default=None,
+        help=f"ONNX opset (default {DEFAULT_OPSET}; for npu-static and rknn, the profile's: 17 with torchscript)",
+    )
+    export.add_argument(
+        "--static-batch",
+        default="1",
+        help="npu-static and rknn: the fixed batch sizes, one graph each (default 1); several make one bundle "
+        "per size inside --out, named <out>-b<N>",
+    )
     export.add_argument(
         "--target",
         choices=[str(t) for t in Target],
         default=str(Target.ONNX),
-        help="compile target: the fp32 export (onnx, the default) or a recipe that compiles it; the manifest "
-        "records the recipe, its tool versions and settings",
+        help="target: the fp32 export (onnx, the default), npu-static (fixed shapes for NPU compilers), or a "
+        "recipe that compiles one; the manifest records the recipe, its tool versions and settings",
     )
     export.add_argument("--seed", type=int, default=0, help="seed for synthetic weights (default 0)")
     export.add_argument(
@@ -125,6 +168,7 @@ def parser() -> argparse.ArgumentParser:
         help="export cache shared with pytest runs (default .cache/exports)",
     )
     export.set_defaults(run=export_command)
+    add_toolchain_parser(commands)
     return root
 
 

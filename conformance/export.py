@@ -21,7 +21,7 @@ from filelock import FileLock
 
 from conformance import atomic
 from conformance.artifact import Artifact, ArtifactError
-from conformance.case import Case, Exporter
+from conformance.case import Case, Exporter, Profile
 from conformance.compile.build import COMPILE_FORMAT, compile_to
 from conformance.compile.recipes import recipe_for
 from conformance.encoders import (
@@ -33,13 +33,15 @@ from conformance.encoders import (
     text_projection,
     wrap,
 )
-from conformance.graph import files_of, stamp_metadata
+from conformance.graph import files_of, save_graph, stamp_metadata
 from conformance.inputs import example_batch
+from conformance.profiles.mask import MASK_VALUE, make_mask_finite
 from conformance.versions import toolchain
 from conformance.weights import Provenance
 
 # Bumped whenever this module changes what it writes, so older cache entries are never trusted.
 EXPORT_FORMAT = 3  # 3: artifact.json records the Case; graphs are stamped with target and profile too
+# A static profile's exports are new entries (their Case differs), so the fp32 exports' keys stay warm.
 TOKEN_DTYPES = ("int32", "int64")
 DEFAULT_TOKEN_DTYPE = "int32"  # what `clip.tokenize` returns on current torch, and what NPU toolchains take
 # The dynamo exporter specialises dimensions of size 0 and 1 (a batch-1 example comes out with a fixed
@@ -107,11 +109,17 @@ def _quiet_export() -> Iterator[None]:
 
 
 def run_exporter(module: torch.nn.Module, example: torch.Tensor, path: Path, spec: ExportSpec) -> None:
-    """Call `torch.onnx.export` the way each exporter needs to keep the batch dimension dynamic."""
+    """Call `torch.onnx.export` the way each exporter needs to keep the batch dimension dynamic (or, for a
+    static profile, fixed at the example's batch)."""
     names: dict[str, Any] = {"input_names": [INPUT_NAME[spec.encoder]], "output_names": [OUTPUT_NAME]}
     opset = spec.case.opset
+    static = spec.case.static_batch is not None
     with _quiet_export():
-        if spec.case.exporter == Exporter.TORCHSCRIPT:
+        if static:
+            dynamo = spec.case.exporter == Exporter.DYNAMO
+            options: dict[str, Any] = {"external_data": True} if dynamo else {}
+            torch.onnx.export(module, (example,), str(path), dynamo=dynamo, opset_version=opset, **names, **options)
+        elif spec.case.exporter == Exporter.TORCHSCRIPT:
             axes = {INPUT_NAME[spec.encoder]: {0: "batch_size"}, OUTPUT_NAME: {0: "batch_size"}}
             torch.onnx.export(
                 module, (example,), str(path), dynamo=False, opset_version=opset, dynamic_axes=axes, **names
@@ -130,11 +138,24 @@ def run_exporter(module: torch.nn.Module, example: torch.Tensor, path: Path, spe
             )
 
 
+def apply_mask_policy(path: Path) -> float:
+    """The static profile's mask policy, on purpose and before any compiler does it for us: CLIP's causal mask
+    exported with a finite value (conformance/profiles/mask.py shows softmax cannot tell it from -inf)."""
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=True)
+    if make_mask_finite(model, MASK_VALUE):
+        for stale in files_of(path.parent):
+            (path.parent / stale).unlink()
+        save_graph(model, path)
+    return MASK_VALUE
+
+
 def export_to(folder: Path, spec: ExportSpec, model: ClipModel, provenance: Provenance) -> Artifact:
     """Export `spec` from `model` into `folder` (which must exist) and describe it as an Artifact."""
     case = spec.case
     module = wrap(model.to(spec.device), spec.encoder)
-    example = example_batch(case.variant, spec.encoder, EXAMPLE_BATCH)
+    example = example_batch(case.variant, spec.encoder, case.static_batch or EXAMPLE_BATCH)
     if spec.graph_token_dtype:
         example = example.to(getattr(torch, spec.graph_token_dtype))
     example = example.to(spec.device)
@@ -147,6 +168,8 @@ def export_to(folder: Path, spec: ExportSpec, model: ClipModel, provenance: Prov
         model.to("cpu")
     seconds = time.perf_counter() - started
     stamped = {k: str(v) for k, v in case.key().items() if k != "opset"}
+    if case.profile == Profile.NPU_STATIC:
+        stamped["mask_value"] = str(apply_mask_policy(folder / "model.onnx"))
     stamp_metadata(folder / "model.onnx", {**stamped, "weights": provenance.weights_id})
     projection = None
     if spec.encoder == EncoderKind.TEXT_SPLIT:

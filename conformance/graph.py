@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -11,6 +13,7 @@ import onnx
 from conformance.artifact import Artifact, ArtifactError
 
 METADATA_PREFIX = "clip_conformance."
+STANDARD_DOMAINS = frozenset({"", "ai.onnx"})
 WEIGHTS_FILE_SUFFIX = ".data"
 
 
@@ -96,3 +99,26 @@ def save_graph(model: onnx.ModelProto, path: Path) -> list[str]:
         model, str(path), save_as_external_data=True, all_tensors_to_one_file=True, location=data, size_threshold=1024
     )
     return [path.name, data] if (path.parent / data).is_file() else [path.name]
+
+
+def copy_graph(source: Path, out: Path) -> None:
+    """A graph and its external data (`<name>.data`, which the graph names by file name) under a new name."""
+    shutil.copyfile(source, out)
+    data = source.with_name(source.name + WEIGHTS_FILE_SUFFIX)
+    if data.is_file():
+        shutil.copyfile(data, out.with_name(data.name))
+
+
+def all_nodes(model: onnx.ModelProto) -> Iterator[onnx.NodeProto]:
+    """Every node: the main graph's, those in subgraphs (If, Loop, Scan bodies) and in model-local functions."""
+
+    def walk(nodes: Iterable[onnx.NodeProto]) -> Iterator[onnx.NodeProto]:
+        for node in nodes:
+            yield node
+            for attribute in node.attribute:
+                for graph in [attribute.g] if attribute.HasField("g") else list(attribute.graphs):
+                    yield from walk(graph.node)
+
+    yield from walk(model.graph.node)
+    for function in model.functions:
+        yield from walk(function.node)

@@ -258,3 +258,19 @@ def batch_size_strategy(variant: Variant, encoder: EncoderKind) -> st.SearchStra
 def text_strategy() -> st.SearchStrategy[str]:
     """Arbitrary user text, including unicode, whitespace and long strings that need truncation."""
     return st.text(st.characters(codec="utf-8", exclude_categories=["Cs"]), max_size=400)
+
+
+# Parity and zero-shot use the same items, other than the batch checks' (which start at item 0).
+PARITY_ITEMS = 1000
+TEXTS = 8  # the prompts of parity and zero-shot
+PARITY_EDGE_CASES = ("mixed-lengths", "mid-lengths", "rare-tokens")
+SINGLES = 3  # batch-1 outputs of the batch checks' first items, compared with torch too
+
+
+def parity_inputs(variant: Variant, encoder: EncoderKind, batch: int) -> list[np.ndarray]:
+    """Images: `batch` items. Texts: the prompts zero-shot ranks, and three edge-text cases, each as the very
+    array the zero-shot and projection checks feed, so their outputs and references are computed once."""
+    if encoder == EncoderKind.IMAGE:
+        return [images(variant, batch, offset=PARITY_ITEMS)]
+    ranked = tokens(prompts(TEXTS, offset=PARITY_ITEMS), variant)
+    return [ranked, *(tokens(EDGE_TEXTS[case], variant) for case in PARITY_EDGE_CASES)]

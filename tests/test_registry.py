@@ -36,10 +36,13 @@ def test_applicability_follows_the_row():
     split_only = BY_NAME["projection_file"]
     assert split_only.applies(Case(TINY_VIT, EncoderKind.TEXT_SPLIT, Exporter.DYNAMO))
     assert not split_only.applies(Case(TINY_VIT, EncoderKind.IMAGE, Exporter.DYNAMO))
-    assert BY_NAME["dynamic_batch"].profiles is not None  # a static NPU profile will not get it
-    static = Case(TINY_VIT, EncoderKind.IMAGE, Exporter.DYNAMO, profile="static")  # type: ignore[arg-type]
-    assert not BY_NAME["dynamic_batch"].applies(static)  # the NPU targets' static profile will not get it
     image = Case(TINY_VIT, EncoderKind.IMAGE, Exporter.DYNAMO)
+    static = image.on(Target.NPU_STATIC)
+    # A static graph gets the dynamic-batch tests, which skip saying why (tests/test_npu_targets.py), and the
+    # profile's own checks, which a dynamic graph does not get.
+    assert BY_NAME["dynamic_batch"].applies(static) and BY_NAME["dynamic_batch"].static_skip
+    assert BY_NAME["profile_ops"].applies(static) and not BY_NAME["profile_ops"].applies(image)
+    assert not BY_NAME["dynamic_batch"].applies(image.on(Target.RKNN))  # its simulator answers fixed inputs only
     assert BY_NAME["fusions"].applies(image.on(Target.ORT_OPT)) and not BY_NAME["fusions"].applies(image)
     assert all(BY_NAME["finite_extremes"].applies(image.on(t)) for t in Target)
 

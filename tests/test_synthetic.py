@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from conformance import inputs
-from conformance.checks.parity import parity_inputs
 from conformance.clipcompat import clip
 from conformance.encoders import EncoderKind
+from conformance.inputs import parity_inputs
 from conformance.numerics import compare
 from conformance.runtime import run_torch
 from conformance.tolerances import tolerance

@@ -174,6 +174,7 @@ def claims_vs_graphs_problems(bundle: Bundle, graphs: Graphs) -> list[str]:
             "encoder": key,
             **{axis: graph.get(axis) for axis in ("precision", "target", "profile")},
             "recipe": _recipe_claim(graph),
+            "static_batch": str(graph["static_batch"]) if graph.get("static_batch") is not None else None,
         }
         problems += [
             f"{graph['file']}: manifest says {name} {claim!r}, the graph was made with {stamped.get(name)!r}"

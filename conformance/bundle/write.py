@@ -14,6 +14,8 @@ from conformance.bundle.manifest import GRAPH_FILES, MANIFEST, SCHEMA, BundleErr
 from conformance.encoders import EncoderKind
 from conformance.graph import TensorSignature, graph_inputs, graph_outputs
 from conformance.inputs import MEAN, STD
+from conformance.profiles.mask import MASK_VALUE
+from conformance.profiles.rules import load_profile
 from conformance.tokenizer import preprocessing_record, tokenizer_record
 from conformance.variants import Variant
 from conformance.versions import toolchain
@@ -45,7 +47,11 @@ def _copy_graph(artifact: Artifact, folder: Path, name: str) -> list[str]:
 
 def _graph_entry(artifact: Artifact, files: list[str], variant: Variant) -> dict[str, Any]:
     model = onnx.load(str(artifact.onnx_path), load_external_data=False)
-    axes = {k: v for k, v in artifact.case.record().items() if k in ("encoder", "precision", "target", "profile")}
+    axes = {
+        k: v
+        for k, v in artifact.case.record().items()
+        if k in ("encoder", "precision", "target", "profile", "static_batch")
+    }
     entry: dict[str, Any] = {
         **axes,
         "file": files[0],
@@ -55,6 +61,9 @@ def _graph_entry(artifact: Artifact, files: list[str], variant: Variant) -> dict
     }
     if artifact.compiled is not None:
         entry["compile"] = artifact.compiled
+    if artifact.case.static_batch is not None:
+        rules = load_profile(str(artifact.case.profile))
+        entry["static_profile"] = {"rules": rules.name, "rules_sha256": rules.sha256, "mask_value": MASK_VALUE}
     if artifact.encoder == EncoderKind.TEXT_SPLIT:
         entry.update(
             text_mode="split",

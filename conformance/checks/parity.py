@@ -8,27 +8,13 @@ from conformance import inputs
 from conformance.artifact import Artifact
 from conformance.checks.batch import single_outputs
 from conformance.encoders import ClipModel, EncoderKind, project_text
+from conformance.inputs import PARITY_ITEMS, SINGLES, TEXTS, parity_inputs
 from conformance.numerics import Tolerance, compare, nonfinite_problem
 from conformance.outputs import onnx_output, torch_output
 from conformance.results import CheckResult, error_line, failed, verdict
-from conformance.variants import Variant
 
 CHECK = "parity"
 CHECK_ZERO_SHOT = "zero_shot_agreement"
-# Parity and zero-shot use the same items, other than the batch checks' (which start at item 0).
-PARITY_ITEMS = 1000
-TEXTS = 8  # the prompts of parity and zero-shot
-PARITY_EDGE_CASES = ("mixed-lengths", "mid-lengths", "rare-tokens")
-SINGLES = 3  # batch-1 outputs of the batch checks' first items, compared with torch too
-
-
-def parity_inputs(variant: Variant, encoder: EncoderKind, batch: int) -> list[np.ndarray]:
-    """Images: `batch` items. Texts: the prompts zero-shot ranks, and three edge-text cases, each as the very
-    array the zero-shot and projection checks feed, so their outputs and references are computed once."""
-    if encoder == EncoderKind.IMAGE:
-        return [inputs.images(variant, batch, offset=PARITY_ITEMS)]
-    prompts = inputs.tokens(inputs.prompts(TEXTS, offset=PARITY_ITEMS), variant)
-    return [prompts, *(inputs.tokens(inputs.EDGE_TEXTS[case], variant) for case in PARITY_EDGE_CASES)]
 
 
 def check_parity(artifact: Artifact, model: ClipModel, tol: Tolerance, batch: int = 4) -> CheckResult:

@@ -87,7 +87,7 @@ def check_token_dtype(artifact: Artifact, expected: str) -> CheckResult:
     except Exception as exc:  # noqa: BLE001
         return failed(CHECK_TOKENS, f"onnxruntime cannot load the graph: {error_line(exc)}")
     declared = _ONNX_DTYPES.get(sess.get_inputs()[0].type, sess.get_inputs()[0].type)
-    tokens = inputs.tokens(inputs.prompts(3), artifact.variant).astype(expected)
+    tokens = inputs.tokens(inputs.prompts(artifact.case.static_batch or 3), artifact.variant).astype(expected)
     figures = {
         "graph_dtype": declared,
         "recorded_dtype": artifact.token_dtype,

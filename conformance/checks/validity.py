@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -10,12 +9,11 @@ import onnx
 from onnx.external_data_helper import ExternalDataInfo, uses_external_data
 
 from conformance.artifact import Artifact, ArtifactError
-from conformance.graph import default_opset, load_structure
+from conformance.graph import STANDARD_DOMAINS, all_nodes, default_opset, load_structure
 from conformance.results import CheckResult, failed, first_line, verdict
 from conformance.runtime import session
 
 CHECK = "opset_validity"
-STANDARD_DOMAINS = frozenset({"", "ai.onnx"})
 
 
 def _tensor_bytes(tensor: onnx.TensorProto) -> int:
@@ -45,21 +43,6 @@ def external_data_problems(model: onnx.ModelProto, folder: Path) -> list[str]:
                 f"{path.name} is truncated: tensor {tensor.name!r} needs bytes up to {end}, the file has {size}"
             )
     return problems
-
-
-def all_nodes(model: onnx.ModelProto) -> Iterator[onnx.NodeProto]:
-    """Every node: the main graph's, those in subgraphs (If, Loop, Scan bodies) and in model-local functions."""
-
-    def walk(nodes: Iterable[onnx.NodeProto]) -> Iterator[onnx.NodeProto]:
-        for node in nodes:
-            yield node
-            for attribute in node.attribute:
-                for graph in [attribute.g] if attribute.HasField("g") else list(attribute.graphs):
-                    yield from walk(graph.node)
-
-    yield from walk(model.graph.node)
-    for function in model.functions:
-        yield from walk(function.node)
 
 
 def _local_functions(model: onnx.ModelProto) -> set[tuple[str, str]]:

@@ -56,8 +56,12 @@ class Recipe:
     settings: Mapping[str, Any] = field(default_factory=dict)
     calibration: Calibration | None = None
     min_opset: int = 1
+    max_opset: int = 1000
     exporters: frozenset[Exporter] = frozenset(Exporter)
     domains: frozenset[str] = frozenset()  # non-standard operator domains its graphs may use
+    # Why this machine cannot build it (a missing toolchain, a CPU without bf16), or None: checked per case.
+    precondition: Callable[[Case], str | None] | None = None
+    version_of_tool: Callable[[], str] | None = None  # for a tool outside this environment (its own venv)
 
     def unsupported(self, case: Case) -> str | None:
         """Why this recipe cannot compile the case's export, or None."""
@@ -65,7 +69,9 @@ class Recipe:
             return f"{self.target} supports the {', '.join(sorted(self.exporters))} exporter(s), not {case.exporter}"
         if case.opset < self.min_opset:
             return f"{self.target} needs opset >= {self.min_opset}; the export is opset {case.opset}"
-        return None
+        if case.opset > self.max_opset:
+            return f"{self.target} takes opset <= {self.max_opset}; the export is opset {case.opset} (pass --opset)"
+        return self.precondition(case) if self.precondition else None
 
     def calibration_sha256(self, case: Case) -> str | None:
         if self.calibration is None:
@@ -80,7 +86,7 @@ class Recipe:
             "version": self.version,
             "source_sha256": _source_sha256(self.build),
             "tool": self.tool,
-            "tool_version": tool_version(self.tool),
+            "tool_version": self.version_of_tool() if self.version_of_tool else tool_version(self.tool),
             "settings": dict(self.settings),
             "calibration_sha256": self.calibration_sha256(case),
         }

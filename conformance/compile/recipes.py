@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from conformance.case import Target
 from conformance.compile.fp16 import build_fp16
 from conformance.compile.int8 import build_int8_dynamic, build_int8_static, calibration_inputs
+from conformance.compile.openvino import bf16_unsupported, build_openvino, build_openvino_int8
 from conformance.compile.ort_opt import build_ort_opt
 from conformance.compile.recipe import Recipe
+from conformance.compile.rknn import build_rknn, rknn_missing, rknn_version
 
 RECIPES: dict[Target, Recipe] = {
     recipe.target: recipe
@@ -57,9 +61,64 @@ RECIPES: dict[Target, Recipe] = {
             calibration=calibration_inputs,
             min_opset=13,  # per-channel QuantizeLinear / DequantizeLinear (the `axis` attribute)
         ),
+        Recipe(
+            Target.OPENVINO,
+            version=1,
+            tool="openvino",
+            summary="the fp32 export, read by OpenVINO directly and compiled for its CPU plugin at the f32 "
+            "inference precision hint",
+            build=build_openvino,
+            settings={"device": "CPU", "hint": "f32"},
+        ),
+        Recipe(
+            Target.OPENVINO_BF16,
+            version=1,
+            tool="openvino",
+            summary="the fp32 export compiled by OpenVINO's CPU plugin at the bf16 inference precision hint "
+            "(only on a CPU with bf16: elsewhere the hint would fall back to f32 under a bf16 name)",
+            build=build_openvino,
+            settings={"device": "CPU", "hint": "bf16"},
+            precondition=bf16_unsupported,
+        ),
+        Recipe(
+            Target.OPENVINO_INT8,
+            version=1,
+            tool="nncf",
+            summary="NNCF post-training quantisation of the ONNX graph (QDQ, model type transformer, preset "
+            "performance, SmoothQuant off), calibrated on the suite's deterministic inputs; run by OpenVINO's CPU "
+            "plugin",
+            build=build_openvino_int8,
+            settings={
+                "device": "CPU",
+                "hint": "f32",
+                "preset": "performance",
+                "smooth_quant": False,
+                "calibration_items": 16,
+            },
+            calibration=calibration_inputs,
+            min_opset=13,
+        ),
+        Recipe(
+            Target.RKNN,
+            version=1,
+            tool="rknn-toolkit2",
+            summary="rknn-toolkit2 builds the npu-static graph for the NPU in fp16 (no quantisation) and runs "
+            "it in its x86 simulator, in its own environment (python -m conformance toolchain install rknn)",
+            build=build_rknn,
+            settings={"platform": "rk3588", "do_quantization": False},
+            max_opset=19,  # load_onnx: "Unsupport onnx opset 20, need <= 19!"
+            precondition=rknn_missing,
+            version_of_tool=rknn_version,
+        ),
     )
 }
 
 
 def recipe_for(target: Target) -> Recipe:
     return RECIPES[target]
+
+
+def use_rknn_platform(platform: str) -> None:
+    """--rknn-platform: the SoC the rknn recipe builds for (part of its settings, so of its cache key)."""
+    recipe = RECIPES[Target.RKNN]
+    RECIPES[Target.RKNN] = replace(recipe, settings={**recipe.settings, "platform": platform})

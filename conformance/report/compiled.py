@@ -24,7 +24,11 @@ class TargetRow:
     budget: float | None = None  # the parity tolerance's min cosine: the accuracy budget
     zero_shot: dict[str, Any] = field(default_factory=dict)
     speedups: dict[str, dict[str, float | None]] = field(default_factory=dict)  # "image b8" -> vs torch / fp32
+    p50_ms: dict[str, float] = field(default_factory=dict)  # "image b8" -> the target's p50, where measurable
     recipe: str = ""
+    toolchain: str = ""  # the tool and its version that built it
+    warnings: list[str] = field(default_factory=list)  # what the compiler said while building (RKNN's log)
+    note: str = ""  # e.g. why no latency is shown (a simulator's timing is not the device's)
 
     @property
     def status(self) -> str:
@@ -35,7 +39,10 @@ class TargetRow:
 
 
 def _group(test: dict[str, Any]) -> Group:
-    return (test["variant"], test.get("target") or "onnx", test["exporter"], str(test["opset"]))
+    target = test.get("target") or "onnx"
+    if test.get("static_batch") is not None:
+        target = f"{target} b{test['static_batch']}"
+    return (test["variant"], target, test["exporter"], str(test["opset"]))
 
 
 def _add_parity(row: TargetRow, test: dict[str, Any]) -> None:
@@ -52,16 +59,24 @@ def _add_parity(row: TargetRow, test: dict[str, Any]) -> None:
     seconds = compiled.get("build_seconds", artifact.get("export_seconds"))
     row.build_seconds += float(seconds) if isinstance(seconds, int | float) else 0.0
     summary = compiled.get("summary")
-    row.recipe = str(summary) if summary else row.recipe or "the fp32 export as the exporter wrote it"
+    row.recipe = str(summary) if summary else row.recipe or "the export as the exporter wrote it"
+    if compiled.get("tool"):
+        row.toolchain = f"{compiled['tool']} {compiled.get('tool_version', '?')}"
+    warnings = compiled.get("warnings")
+    if isinstance(warnings, list):
+        row.warnings = sorted({*row.warnings, *(str(w) for w in warnings)})
+    if compiled.get("timing_note"):
+        row.note = str(compiled["timing_note"])
 
 
 def _add_latency(row: TargetRow, test: dict[str, Any]) -> None:
     figures = test.get("figures") or {}
     if "speedup_vs_torch" in figures:
-        row.speedups[f"{test['encoder']} b{figures['batch']}"] = {
-            "torch": figures["speedup_vs_torch"],
-            "fp32": figures.get("speedup_vs_fp32"),
-        }
+        key = f"{test['encoder']} b{figures['batch']}"
+        row.speedups[key] = {"torch": figures["speedup_vs_torch"], "fp32": figures.get("speedup_vs_fp32")}
+        p50 = (figures.get("ort") or {}).get("p50_ms")
+        if isinstance(p50, int | float):
+            row.p50_ms[key] = float(p50)
 
 
 def compile_rows(tests: list[dict[str, Any]]) -> list[TargetRow]:

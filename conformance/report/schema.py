@@ -11,9 +11,11 @@ Schema version 2 (documented in the README; version 1 had no case axes and is re
   options         the run's suite options (variants, exporters, opsets, latency mode, ...)
   shards          one entry per merged input {source, created, exit_status, environment}
   tests           [{nodeid, test, check, case, variant, encoder, exporter, opset, precision, target,
-                    profile, bundle, batch, outcome, duration_s, message, xfail_reason, figures, artifact}]
+                    profile, static_batch, bundle, batch, outcome, duration_s, message, xfail_reason, figures,
+                    artifact}]
                   `case` is the case ID (the test ID's parameter part); `check` the registry's check name;
-                  precision, target and profile are the compile axes (fp32, onnx, dynamic for a raw export).
+                  precision, target and profile are the compile axes (fp32, onnx, dynamic for a raw export);
+                  static_batch is present only for a static profile's graph (npu-static, rknn).
   outcome is one of passed, failed, error, skipped, xfailed, xpassed.
 """
 

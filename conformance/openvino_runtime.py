@@ -1,0 +1,79 @@
+"""Running an Artifact in OpenVINO on the CPU: the `openvino*` targets read our ONNX directly, no conversion."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from functools import cache
+from typing import Any
+
+import numpy as np
+
+from conformance.artifact import Artifact
+from conformance.case import Target
+
+# The inference precision each target asks OpenVINO's CPU plugin for. openvino-int8's graph carries its own
+# int8 (NNCF's QuantizeLinear/DequantizeLinear pairs); what is left between them runs in f32.
+HINTS: dict[Target, str] = {Target.OPENVINO: "f32", Target.OPENVINO_BF16: "bf16", Target.OPENVINO_INT8: "f32"}
+
+
+@cache
+def core() -> Any:
+    import openvino as ov
+
+    return ov.Core()
+
+
+def cpu_supports(hint: str) -> bool:
+    """bf16 needs AVX512_BF16 or AMX; without it OpenVINO would silently run f32 under a bf16 name."""
+    if hint == "f32":
+        return True
+    return hint.upper() in core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+
+
+def compile_graph(artifact: Artifact, threads: int, hint: str | None = None) -> Any:
+    config = {
+        "INFERENCE_PRECISION_HINT": hint or HINTS[artifact.case.target],
+        "INFERENCE_NUM_THREADS": threads,
+        "NUM_STREAMS": 1,
+        "PERFORMANCE_HINT": "LATENCY",
+    }
+    return core().compile_model(core().read_model(str(artifact.onnx_path)), "CPU", config)
+
+
+class CompiledStore:
+    """One compiled model per graph file and thread count, closed with its group (as runtime.SessionStore)."""
+
+    def __init__(self, limit: int = 8) -> None:
+        self.limit = limit
+        self._compiled: OrderedDict[tuple[object, ...], tuple[str, Any]] = OrderedDict()
+
+    def get(self, artifact: Artifact, threads: int) -> Any:
+        key = (artifact.onnx_path, artifact.fingerprint(), threads, artifact.case.target)
+        if key not in self._compiled:
+            self._compiled[key] = (artifact.case.group, compile_graph(artifact, threads))
+            while len(self._compiled) > self.limit:
+                self._compiled.popitem(last=False)
+        self._compiled.move_to_end(key)
+        return self._compiled[key][1]
+
+    def close_group(self, group: str) -> int:
+        keys = [key for key, (owner, _) in self._compiled.items() if owner == group]
+        for key in keys:
+            del self._compiled[key]
+        return len(keys)
+
+
+COMPILED = CompiledStore()
+
+
+def declared_type(artifact: Artifact, threads: int) -> str:
+    """The input's element type in onnxruntime's spelling (tensor(float), tensor(int32), ...)."""
+    element = COMPILED.get(artifact, threads).inputs[0].get_element_type().to_dtype()
+    return {np.float32: "tensor(float)", np.int32: "tensor(int32)", np.int64: "tensor(int64)"}.get(
+        element.type, f"tensor({element.name})"
+    )
+
+
+def run_openvino(artifact: Artifact, feed: np.ndarray, threads: int) -> np.ndarray:
+    compiled = COMPILED.get(artifact, threads)
+    return np.asarray(compiled(feed)[compiled.outputs[0]])

@@ -1,0 +1,183 @@
+"""The NPU and OpenVINO targets: static graphs at their batch, dynamic claims skipped on them, compilers whose
+broken output parity catches, RKNN over its subprocess boundary, and release runs that require a target."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Any
+
+import numpy as np
+import pytest
+
+from conformance import cli, inputs
+from conformance.case import Case, Exporter, Profile, Target
+from conformance.checks.contract import check_io_contract
+from conformance.checks.parity import check_parity
+from conformance.compile import rknn as rknn_recipe
+from conformance.encoders import EncoderKind
+from conformance.export import ExportSpec
+from conformance.registry import BY_NAME
+from conformance.results import Status
+from conformance.runtime import run_onnx, run_torch
+from conformance.subject import Subject
+from conformance.tolerances import tolerance
+from conformance.toolchains.rknn import find_toolchain
+from tests.graph_edits import add_noise, edit_graph
+from tests.helpers import TINY_VIT, pytest_run, synthetic
+
+
+def made(cache, target: Target, encoder: EncoderKind = EncoderKind.IMAGE, batch: int | None = None, opset: int = 17):
+    loaded = synthetic(TINY_VIT)
+    case = Case(TINY_VIT, encoder, Exporter.TORCHSCRIPT, opset).on(target, batch)
+    return cache.get(ExportSpec(case), loaded.model, loaded.provenance)
+
+
+def budget(artifact, check: str = "parity"):
+    return tolerance(check, artifact.case.context())
+
+
+def test_a_static_target_fixes_its_profile_batch_and_encoders():
+    case = Case(TINY_VIT, EncoderKind.IMAGE, Exporter.TORCHSCRIPT, 17).on(Target.RKNN, 8)
+    assert case.profile == Profile.NPU_STATIC and case.static_batch == 8 and case.id.endswith("-rknn-b8")
+    assert case.source.target == Target.NPU_STATIC and case.source.static_batch == 8
+    assert Case.from_record(case.record()) == case
+    assert Profile.NPU_STATIC.encoders == (EncoderKind.IMAGE, EncoderKind.TEXT_SPLIT)
+    with pytest.raises(ValueError, match="static profile has one"):
+        Case.from_record({**case.record(), "static_batch": None})
+    with pytest.raises(ValueError, match="does not go with target"):
+        Case.from_record({**case.record(), "profile": "dynamic"})
+    assert "static_batch" not in Case(TINY_VIT, EncoderKind.IMAGE, Exporter.DYNAMO).record()  # old keys stay warm
+
+
+@pytest.mark.parametrize("encoder", [EncoderKind.IMAGE, EncoderKind.TEXT_SPLIT], ids=str)
+def test_a_static_graph_runs_any_batch_in_chunks_of_its_own(tiny_cache, encoder):
+    artifact = made(tiny_cache, Target.NPU_STATIC, encoder, batch=2)
+    x = inputs.batch_for(TINY_VIT, encoder, 5)  # two full chunks and one padded
+    np.testing.assert_allclose(run_onnx(artifact, x), run_torch(synthetic(TINY_VIT).model, encoder, x), atol=1e-5)
+    assert check_io_contract(artifact).passed
+    assert check_parity(artifact, synthetic(TINY_VIT).model, budget(artifact)).passed
+
+
+def test_a_static_graph_at_the_wrong_batch_fails_the_contract(tiny_cache, tmp_path):
+    artifact = made(tiny_cache, Target.NPU_STATIC, batch=2)
+    labelled = edit_graph(artifact, tmp_path / "relabelled", lambda model: None)
+    labelled.case = Case(TINY_VIT, EncoderKind.IMAGE, Exporter.TORCHSCRIPT, 17).on(Target.NPU_STATIC, 1)
+    result = check_io_contract(labelled)
+    assert not result.passed and "fixed batch of 1" in result.message and "batch dimension 2" in result.message
+
+
+@pytest.mark.parametrize("name", ["dynamic_batch", "row_independence"])
+def test_dynamic_claims_skip_on_a_static_graph_with_the_reason(tiny_cache, name):
+    artifact = made(tiny_cache, Target.NPU_STATIC, batch=1)
+    subject = Subject(artifact.case, synthetic(TINY_VIT).model, {EncoderKind.IMAGE: artifact})
+    result = BY_NAME[name].execute(subject, None)
+    assert result.status == Status.SKIPPED and "fixed at batch 1" in result.message and result.check == name
+
+
+@pytest.mark.parametrize("target", [Target.OPENVINO, Target.OPENVINO_BF16, Target.OPENVINO_INT8], ids=str)
+def test_openvino_targets_run_in_openvino_within_their_budget(tiny_cache, target):
+    from conformance.openvino_runtime import cpu_supports
+
+    if target == Target.OPENVINO_BF16 and not cpu_supports("bf16"):
+        pytest.skip("this CPU has no bf16")
+    artifact = made(tiny_cache, target, opset=20)
+    assert artifact.compiled is not None and artifact.compiled["device"] == "CPU"
+    assert artifact.compiled["inference_precision"] == ("bf16" if target == Target.OPENVINO_BF16 else "f32")
+    assert check_parity(artifact, synthetic(TINY_VIT).model, budget(artifact)).passed
+
+
+def test_an_openvino_compile_whose_output_is_perturbed_fails_parity(tiny_cache, tmp_path):
+    artifact = made(tiny_cache, Target.OPENVINO, opset=20)
+    broken = add_noise(artifact, tmp_path / "noisy", scale=1e-3)
+    result = check_parity(broken, synthetic(TINY_VIT).model, budget(broken))
+    assert broken.case.target.runtime == "openvino"
+    assert not result.passed and "max abs error" in result.message
+
+
+def test_rknn_answers_only_the_inputs_its_build_simulated(tiny_cache, tmp_path):
+    case = Case(TINY_VIT, EncoderKind.TEXT_SPLIT, Exporter.TORCHSCRIPT, 17).on(Target.RKNN, 1)
+    wanted = rknn_recipe.simulated_inputs(case)
+    assert all(len(x) == 1 for x in wanted)  # each at the static batch
+    artifact = made(tiny_cache, Target.NPU_STATIC, EncoderKind.TEXT_SPLIT, batch=1)
+    recorded: dict[str, Any] = {rknn_recipe._key(wanted[0]): np.zeros((1, 3))}
+    np.savez(tmp_path / rknn_recipe.SIMULATED, **recorded)
+    artifact = dataclasses.replace(artifact, folder=tmp_path, case=case)  # the cached one stays as it was
+    assert rknn_recipe.simulated_output(artifact, wanted[0]).shape == (1, 3)
+    with pytest.raises(LookupError, match="was not among the 1 it simulated"):
+        rknn_recipe.simulated_output(artifact, wanted[1])
+
+
+def test_rknn_without_its_toolchain_is_a_skip_naming_the_install_command(monkeypatch, tmp_path):
+    monkeypatch.setenv("CLIP_CONFORMANCE_TOOLCHAINS", str(tmp_path))
+    case = Case(TINY_VIT, EncoderKind.IMAGE, Exporter.TORCHSCRIPT, 17).on(Target.RKNN, 1)
+    reason = rknn_recipe.rknn_missing(case)
+    assert reason is not None and "python -m conformance toolchain install rknn" in reason
+    opset20 = Case(TINY_VIT, EncoderKind.IMAGE, Exporter.TORCHSCRIPT, 20).on(Target.RKNN, 1)
+    from conformance.compile.recipes import recipe_for
+
+    assert "takes opset <= 19" in (recipe_for(Target.RKNN).unsupported(opset20) or "")
+
+
+@pytest.mark.skipif(
+    find_toolchain() is None, reason="rknn toolchain not installed: python -m conformance toolchain install rknn"
+)
+def test_rknn_builds_and_simulates_within_the_fp16_budget(tiny_cache):
+    artifact = made(tiny_cache, Target.RKNN, EncoderKind.TEXT_SPLIT, batch=1)
+    assert artifact.compiled is not None and artifact.compiled["toolkit_version"] == "2.5.0"
+    assert artifact.compiled["simulated_inputs"] > 0 and isinstance(artifact.compiled["warnings"], list)
+    assert check_parity(artifact, synthetic(TINY_VIT).model, budget(artifact)).passed
+
+
+def test_a_release_run_that_requires_a_missing_toolchain_fails(repo_root, tmp_path, monkeypatch):
+    monkeypatch.setenv("CLIP_CONFORMANCE_TOOLCHAINS", str(tmp_path / "no-toolchains"))  # inherited by the runs
+    args = ["--variant=tiny-vit", "--target=rknn", "--exporter=torchscript", "--latency=none", "-q", "-rs"]
+    lenient = pytest_run(repo_root, *args, f"--export-cache={tmp_path / 'c'}")
+    strict = pytest_run(repo_root, *args, "--require-target=rknn", f"--export-cache={tmp_path / 'c'}")
+    assert lenient.returncode == 0 and "toolchain install rknn" in lenient.stdout, lenient.stdout[-2000:]
+    assert strict.returncode == 1 and "--require-target rknn: this test skipped" in strict.stdout, strict.stdout[-2000:]
+
+
+def test_an_npu_release_is_one_static_bundle_per_batch_and_validates(repo_root, tmp_path):
+    out = tmp_path / "npu-release"
+    options = ["--target", "npu-static", "--static-batch", "1,2", "--export-cache", str(tmp_path / "c")]
+    assert cli.main(["export", "--variant", "tiny-vit", "--out", str(out), *options]) == 0
+    bundles = sorted(p.name for p in out.iterdir())
+    assert bundles == ["npu-release-b1", "npu-release-b2"]
+    for name, batch in zip(bundles, (1, 2), strict=True):
+        manifest = json.loads((out / name / "manifest.json").read_text())
+        assert manifest["exporter"] == "torchscript" and manifest["opset"] == 17
+        for entry in manifest["graphs"].values():
+            assert entry["static_batch"] == batch and entry["profile"] == "npu-static"
+            assert entry["inputs"][0]["shape"][0] == batch and len(entry["static_profile"]["rules_sha256"]) == 64
+    run = pytest_run(repo_root, f"--artifacts={out}", "--latency=none", f"--report-dir={tmp_path / 'r'}", "-q")
+    assert run.returncode == 0, run.stdout[-3000:]
+    tests = json.loads((tmp_path / "r" / "results.json").read_text())["tests"]
+    checks = {t["check"] for t in tests if t["outcome"] == "passed"}
+    assert {
+        "profile_ops",
+        "static_shapes",
+        "profile_dtypes",
+        "finite_constants",
+        "parity",
+        "bundle_integrity",
+    } <= checks
+    dynamic = [t for t in tests if t["check"] == "dynamic_batch"]
+    assert dynamic and all(t["outcome"] == "skipped" for t in dynamic)
+
+
+def test_a_manifest_claiming_another_static_batch_fails_integrity(tmp_path):
+    from conformance.checks.bundle import check_bundle_integrity
+    from conformance.weights import sha256_of
+
+    out = tmp_path / "npu"
+    options = ["--target", "npu-static", "--export-cache", str(tmp_path / "c")]
+    assert cli.main(["export", "--variant", "tiny-vit", "--out", str(out), *options]) == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    manifest["graphs"]["image"]["static_batch"] = 8
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    for entry in manifest["files"]:
+        entry.update(size=(out / entry["name"]).stat().st_size, sha256=sha256_of(out / entry["name"]))
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    result = check_bundle_integrity(out)
+    assert not result.passed and "static_batch" in result.message
