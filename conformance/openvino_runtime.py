@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from functools import cache
 from typing import Any
 
@@ -10,6 +9,7 @@ import numpy as np
 
 from conformance.artifact import Artifact
 from conformance.case import Target
+from conformance.sessions import SessionStore
 
 # The inference precision each target asks OpenVINO's CPU plugin for. openvino-int8's graph carries its own
 # int8 (NNCF's QuantizeLinear/DequantizeLinear pairs); what is left between them runs in f32.
@@ -40,30 +40,7 @@ def compile_graph(artifact: Artifact, threads: int, hint: str | None = None) -> 
     return core().compile_model(core().read_model(str(artifact.onnx_path)), "CPU", config)
 
 
-class CompiledStore:
-    """One compiled model per graph file and thread count, closed with its group (as runtime.SessionStore)."""
-
-    def __init__(self, limit: int = 8) -> None:
-        self.limit = limit
-        self._compiled: OrderedDict[tuple[object, ...], tuple[str, Any]] = OrderedDict()
-
-    def get(self, artifact: Artifact, threads: int) -> Any:
-        key = (artifact.onnx_path, artifact.fingerprint(), threads, artifact.case.target)
-        if key not in self._compiled:
-            self._compiled[key] = (artifact.case.group, compile_graph(artifact, threads))
-            while len(self._compiled) > self.limit:
-                self._compiled.popitem(last=False)
-        self._compiled.move_to_end(key)
-        return self._compiled[key][1]
-
-    def close_group(self, group: str) -> int:
-        keys = [key for key, (owner, _) in self._compiled.items() if owner == group]
-        for key in keys:
-            del self._compiled[key]
-        return len(keys)
-
-
-COMPILED = CompiledStore()
+COMPILED: SessionStore[Any] = SessionStore(compile_graph)
 
 
 def declared_type(artifact: Artifact, threads: int) -> str:

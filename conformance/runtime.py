@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +10,7 @@ import torch
 
 from conformance.artifact import Artifact
 from conformance.encoders import ClipModel, EncoderKind, wrap
+from conformance.sessions import SessionStore
 from conformance.versions import thread_count
 
 
@@ -29,37 +29,11 @@ def _open(path: Path, threads: int) -> ort.InferenceSession:
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
-class SessionStore:
-    """One onnxruntime session per graph file, reused by every check of its case and closed when its group
-    (a variant) is done (`close_group`), so memory stays bounded under `--variant all`. A changed graph or
-    external-data file (by mtime and size) gets a fresh session; `limit` bounds the store when nobody closes
-    groups (library use)."""
-
-    def __init__(self, limit: int = 8) -> None:
-        self.limit = limit
-        self._sessions: OrderedDict[tuple[object, ...], tuple[str, ort.InferenceSession]] = OrderedDict()
-
-    def get(self, artifact: Artifact, threads: int) -> ort.InferenceSession:
-        path = artifact.onnx_path
-        key = (path, artifact.fingerprint(), threads)
-        if key not in self._sessions:
-            self._sessions[key] = (artifact.case.group, _open(path, threads))
-            while len(self._sessions) > self.limit:
-                self._sessions.popitem(last=False)
-        self._sessions.move_to_end(key)
-        return self._sessions[key][1]
-
-    def close_group(self, group: str) -> int:
-        keys = [key for key, (owner, _) in self._sessions.items() if owner == group]
-        for key in keys:
-            del self._sessions[key]
-        return len(keys)
-
-    def __len__(self) -> int:
-        return len(self._sessions)
+def open_session(artifact: Artifact, threads: int) -> ort.InferenceSession:
+    return _open(artifact.onnx_path, threads)
 
 
-SESSIONS = SessionStore()
+SESSIONS: SessionStore[ort.InferenceSession] = SessionStore(open_session)
 
 
 _threads: int | None = None

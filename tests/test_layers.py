@@ -20,7 +20,13 @@ FLOORS = (
     ),
     ("conformance.encoders", "conformance.tokenizer", "conformance.architecture", "conformance.synthetic"),
     ("conformance.case", "conformance.weights"),
-    ("conformance.artifact", "conformance.inputs", "conformance.graph", "conformance.profiles"),
+    (
+        "conformance.artifact",
+        "conformance.inputs",
+        "conformance.graph",
+        "conformance.profiles",
+        "conformance.sessions",
+    ),
     (
         "conformance.runtime",
         "conformance.openvino_runtime",

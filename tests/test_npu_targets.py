@@ -95,6 +95,41 @@ def test_an_openvino_compile_whose_output_is_perturbed_fails_parity(tiny_cache, 
     assert not result.passed and "max abs error" in result.message
 
 
+def test_openvino_int8_with_smoothquant_fails_the_int8_budget(tiny_cache, monkeypatch):
+    """The recipe turns SmoothQuant off for a reason: with it (NNCF's default for transformers) the split text
+    graph misses the int8 budget (cosine 0.980 on tiny-vit, 0.976 on ViT-B/32)."""
+    from conformance.compile import recipes
+
+    recipe = recipes.RECIPES[Target.OPENVINO_INT8]
+    worse = dataclasses.replace(recipe, settings={**recipe.settings, "smooth_quant": True})
+    monkeypatch.setitem(recipes.RECIPES, Target.OPENVINO_INT8, worse)
+    artifact = made(tiny_cache, Target.OPENVINO_INT8, EncoderKind.TEXT_SPLIT, opset=20)
+    result = check_parity(artifact, synthetic(TINY_VIT).model, budget(artifact))
+    assert not result.passed and "min cosine" in result.message
+
+
+def _coarse_weights(model) -> None:
+    """Every float weight rounded to 4 significant bits (an fp8-like compile): 16x coarser than bf16."""
+    from onnx import numpy_helper
+
+    for tensor in model.graph.initializer:
+        array = numpy_helper.to_array(tensor)
+        if array.dtype == np.float32 and array.size > 1:
+            mantissa, exponent = np.frexp(array)
+            tensor.CopyFrom(numpy_helper.from_array(np.ldexp(np.round(mantissa * 16) / 16, exponent), tensor.name))
+
+
+def test_a_coarser_compile_under_the_bf16_name_fails_the_bf16_budget(tiny_cache, tmp_path):
+    from conformance.openvino_runtime import cpu_supports
+
+    if not cpu_supports("bf16"):
+        pytest.skip("this CPU has no bf16")
+    artifact = made(tiny_cache, Target.OPENVINO_BF16, opset=20)
+    coarse = edit_graph(artifact, tmp_path / "coarse", _coarse_weights)
+    result = check_parity(coarse, synthetic(TINY_VIT).model, budget(coarse))
+    assert not result.passed, result.message
+
+
 def test_rknn_answers_only_the_inputs_its_build_simulated(tiny_cache, tmp_path):
     case = Case(TINY_VIT, EncoderKind.TEXT_SPLIT, Exporter.TORCHSCRIPT, 17).on(Target.RKNN, 1)
     wanted = rknn_recipe.simulated_inputs(case)

@@ -232,3 +232,35 @@ def test_the_compile_section_renders_whatever_a_record_lacks():
     ]
     page = html.render(schema.document(tests, 1, {"cpu": "x"}, {}, {}))
     assert 'id="compile"' in page and "0.9990000" in page and "non-finite" in page
+
+
+def test_the_compile_section_shows_a_compilers_toolchain_warnings_and_no_simulator_latency():
+    compiled = {
+        "tool": "rknn-toolkit2",
+        "tool_version": "2.5.0",
+        "summary": "rknn-toolkit2 builds the npu-static graph",
+        "build_seconds": 19.6,
+        "warnings": ["build: the value smaller than -3e+38 has been corrected to -10000 (x12)"],
+        "timing_note": "simulator seconds on the x86 host, not the NPU's latency",
+    }
+    test = {
+        "variant": "v",
+        "exporter": "torchscript",
+        "opset": 17,
+        "target": "rknn",
+        "precision": "fp16",
+        "static_batch": 8,
+        "nodeid": "t::test_parity[v-image-rknn-b8]",
+        "test": "parity",
+        "check": "parity",
+        "encoder": "image",
+        "outcome": "passed",
+        "message": "",
+        "xfail_reason": None,
+        "figures": {"min_cosine": 0.9999992, "tolerance": {"min_cosine": 0.99999}},
+        "artifact": {"files": {"model.onnx": 10}, "compiled": compiled},
+    }
+    page = html.render(schema.document([test], 0, {"cpu": "x"}, {}, {}))
+    section = page[page.index('id="compile"') :]
+    assert "rknn b8" in section and "rknn-toolkit2 2.5.0" in section and "corrected to -10000 (x12)" in section
+    assert "not the NPU&#39;s latency" in section or "not the NPU's latency" in section

@@ -10,7 +10,7 @@ from tests.helpers import TINY_RN, TINY_VIT, copy_artifact, good, synthetic
 
 
 def test_one_session_per_graph_until_its_variant_is_done(tiny_cache):
-    store = runtime.SessionStore()
+    store = runtime.SessionStore(runtime.open_session)
     image, text = good(tiny_cache, TINY_VIT, EncoderKind.IMAGE), good(tiny_cache, TINY_VIT, EncoderKind.TEXT_SPLIT)
     other = good(tiny_cache, TINY_RN, EncoderKind.IMAGE)
     first = store.get(image, 1)
@@ -20,7 +20,7 @@ def test_one_session_per_graph_until_its_variant_is_done(tiny_cache):
 
 
 def test_the_store_stays_bounded_when_nobody_closes_groups(tiny_cache):
-    store = runtime.SessionStore(limit=2)
+    store = runtime.SessionStore(runtime.open_session, limit=2)
     for encoder in EncoderKind:
         store.get(good(tiny_cache, TINY_VIT, encoder), 1)
     assert len(store) == 2
