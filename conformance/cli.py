@@ -56,6 +56,12 @@ def export_command(args: argparse.Namespace) -> int:
     except weights.WeightsError as exc:
         return _error(str(exc), BAD_WEIGHTS)
     target = Target(args.target)
+    if target.runtime == "rknn-simulator":
+        return _error(
+            "an rknn build is checked by `pytest --target rknn` (its simulator runs where the graph is built); "
+            "ship the graphs RKNN takes with --target npu-static",
+            USAGE,
+        )
     try:
         batches = _static_batches(args.static_batch) if target.profile == Profile.NPU_STATIC else [None]
     except ValueError as exc:

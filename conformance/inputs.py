@@ -267,6 +267,12 @@ PARITY_EDGE_CASES = ("mixed-lengths", "mid-lengths", "rare-tokens")
 SINGLES = 3  # batch-1 outputs of the batch checks' first items, compared with torch too
 
 
+def parity_batch(variant: Variant, encoder: EncoderKind, static_batch: int | None = None) -> int:
+    """How many items parity compares with torch: 4 (within the cost cap), and never fewer than a static graph's
+    batch, so every slot of a static batch is compared with torch (padding repeats an item, hiding the rest)."""
+    return max(min(4, max_batch(variant, encoder)), static_batch or 0)
+
+
 def parity_inputs(variant: Variant, encoder: EncoderKind, batch: int) -> list[np.ndarray]:
     """Images: `batch` items. Texts: the prompts zero-shot ranks, and three edge-text cases, each as the very
     array the zero-shot and projection checks feed, so their outputs and references are computed once."""

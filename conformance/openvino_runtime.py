@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from conformance.artifact import Artifact
-from conformance.case import Target
+from conformance.case import Precision, Target
 from conformance.sessions import SessionStore
 
 # The inference precision each target asks OpenVINO's CPU plugin for. openvino-int8's graph carries its own
@@ -37,7 +37,19 @@ def compile_graph(artifact: Artifact, threads: int, hint: str | None = None) -> 
         "NUM_STREAMS": 1,
         "PERFORMANCE_HINT": "LATENCY",
     }
-    return core().compile_model(core().read_model(str(artifact.onnx_path)), "CPU", config)
+    compiled = core().compile_model(core().read_model(str(artifact.onnx_path)), "CPU", config)
+    # What the case claims, not what was asked: a bf16 target compiled at f32 (by a fallback, or by a wrong
+    # hint) would pass the bf16 budget easily while shipping nothing it claims.
+    wanted = "bf16" if artifact.case.precision == Precision.BF16 else "f32"
+    applied = type_name(compiled.get_property("INFERENCE_PRECISION_HINT"))
+    if applied != wanted:
+        raise RuntimeError(f"OpenVINO compiled {artifact.case.id} at {applied}, not {wanted}")
+    return compiled
+
+
+def type_name(value: Any) -> str:
+    """OpenVINO answers an element type (`f32`, `bf16`) as an object; its name is what a record wants."""
+    return str(value.to_string()) if hasattr(value, "to_string") else str(value)
 
 
 COMPILED: SessionStore[Any] = SessionStore(compile_graph)

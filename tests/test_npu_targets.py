@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from onnx import helper, numpy_helper
 
 from conformance import cli, inputs
 from conformance.case import Case, Exporter, Profile, Target
@@ -23,7 +24,8 @@ from conformance.runtime import run_onnx, run_torch
 from conformance.subject import Subject
 from conformance.tolerances import tolerance
 from conformance.toolchains.rknn import find_toolchain
-from tests.graph_edits import add_noise, edit_graph
+from conformance.weights import sha256_of
+from tests.graph_edits import add_noise, edit_graph, rewire_output
 from tests.helpers import TINY_VIT, pytest_run, synthetic
 
 
@@ -130,17 +132,70 @@ def test_a_coarser_compile_under_the_bf16_name_fails_the_bf16_budget(tiny_cache,
     assert not result.passed, result.message
 
 
-def test_rknn_answers_only_the_inputs_its_build_simulated(tiny_cache, tmp_path):
+def test_rknn_answers_only_the_inputs_its_build_simulated_from_the_file_it_recorded(tiny_cache, tmp_path):
     case = Case(TINY_VIT, EncoderKind.TEXT_SPLIT, Exporter.TORCHSCRIPT, 17).on(Target.RKNN, 1)
     wanted = rknn_recipe.simulated_inputs(case)
     assert all(len(x) == 1 for x in wanted)  # each at the static batch
     artifact = made(tiny_cache, Target.NPU_STATIC, EncoderKind.TEXT_SPLIT, batch=1)
     recorded: dict[str, Any] = {rknn_recipe._key(wanted[0]): np.zeros((1, 3))}
-    np.savez(tmp_path / rknn_recipe.SIMULATED, **recorded)
-    artifact = dataclasses.replace(artifact, folder=tmp_path, case=case)  # the cached one stays as it was
+    npz = tmp_path / rknn_recipe.SIMULATED
+    np.savez(npz, **recorded)
+    compiled = {"simulated_sha256": sha256_of(npz)}
+    artifact = dataclasses.replace(artifact, folder=tmp_path, case=case, compiled=compiled)  # the cache's stays
     assert rknn_recipe.simulated_output(artifact, wanted[0]).shape == (1, 3)
     with pytest.raises(LookupError, match="was not among the 1 it simulated"):
         rknn_recipe.simulated_output(artifact, wanted[1])
+    recorded[rknn_recipe._key(wanted[0])] = np.ones((1, 3))
+    np.savez(npz, **recorded)  # same size, other values
+    with pytest.raises(ValueError, match="not the file its build recorded"):
+        rknn_recipe.simulated_output(artifact, wanted[0])
+
+
+def _rows_0_to_2_repeated(model) -> None:
+    """A static batch-6 graph whose rows 3-5 repeat rows 0-2: right for any batch of up to 3 distinct items."""
+    sink = model.graph.output[0].name
+    raw = rewire_output(model, sink)
+    model.graph.initializer.append(numpy_helper.from_array(np.array([0, 1, 2, 0, 1, 2], dtype=np.int64), "rows"))
+    model.graph.node.append(helper.make_node("Gather", [raw, "rows"], [sink], axis=0, name="repeat_rows"))
+
+
+@pytest.mark.parametrize("check", ["parity", "row_independence"])
+def test_a_static_graph_wrong_in_its_last_slots_fails(tiny_cache, tmp_path, check):
+    """Every slot of a static batch is compared: parity feeds at least the static batch of distinct items, and
+    row_independence compares each item in a mixed batch with the item in a batch of its own copies."""
+    artifact = made(tiny_cache, Target.NPU_STATIC, batch=6)
+    broken = edit_graph(artifact, tmp_path / "rows", _rows_0_to_2_repeated)
+    subject = Subject(broken.case, synthetic(TINY_VIT).model, {EncoderKind.IMAGE: broken})
+    assert BY_NAME[check].execute(Subject(artifact.case, subject.model, {EncoderKind.IMAGE: artifact}), None).passed
+    result = BY_NAME[check].execute(subject, None)
+    assert result.status == Status.FAILED, result.message
+
+
+def test_openvino_bf16_that_compiles_at_f32_fails(tiny_cache, monkeypatch):
+    from conformance import openvino_runtime
+
+    if not openvino_runtime.cpu_supports("bf16"):
+        pytest.skip("this CPU has no bf16")
+    artifact = made(tiny_cache, Target.OPENVINO_BF16, opset=20)
+    with pytest.raises(RuntimeError, match="at f32, not bf16"):
+        openvino_runtime.compile_graph(artifact, 1, hint="f32")
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "needle"),
+    [("rules_sha256", "0" * 64, "made under npu-static rules"), ("mask_value", -1e30, "mask_value -1e+30")],
+)
+def test_a_manifest_lying_about_its_static_profile_fails_integrity(tmp_path, field, value, needle):
+    from conformance.checks.bundle import check_bundle_integrity
+
+    out = tmp_path / "npu"
+    options = ["--target", "npu-static", "--export-cache", str(tmp_path / "c")]
+    assert cli.main(["export", "--variant", "tiny-vit", "--out", str(out), *options]) == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    manifest["graphs"]["image"]["static_profile"][field] = value
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    result = check_bundle_integrity(out)
+    assert not result.passed and needle in result.message, result.message
 
 
 def test_rknn_without_its_toolchain_is_a_skip_naming_the_install_command(monkeypatch, tmp_path):
@@ -170,7 +225,39 @@ def test_a_release_run_that_requires_a_missing_toolchain_fails(repo_root, tmp_pa
     lenient = pytest_run(repo_root, *args, f"--export-cache={tmp_path / 'c'}")
     strict = pytest_run(repo_root, *args, "--require-target=rknn", f"--export-cache={tmp_path / 'c'}")
     assert lenient.returncode == 0 and "toolchain install rknn" in lenient.stdout, lenient.stdout[-2000:]
-    assert strict.returncode == 1 and "--require-target rknn: this test skipped" in strict.stdout, strict.stdout[-2000:]
+    assert strict.returncode == 1 and "--require-target rknn: tiny-vit" in strict.stdout, strict.stdout[-2000:]
+    assert "--require-target rknn: no test of it passed" in strict.stdout
+
+
+def test_a_required_target_with_deliberate_skips_passes_and_one_never_run_fails(repo_root, tmp_path):
+    """Skips that are the check's own (a static graph's batch-1 row check, the known answer without official
+    weights) do not fail a required target; a run where the target ran nothing (a bundle run ignores --target)
+    does."""
+    common = ["--latency=none", "-q", f"--export-cache={tmp_path / 'c'}"]
+    wanted = "row_independence or known_answer or profile_ops"
+    run = pytest_run(
+        repo_root, "--variant=tiny-vit", "--target=npu-static", "--require-target=npu-static", "-k", wanted, *common
+    )
+    assert run.returncode == 0 and "skipped" in run.stdout, run.stdout[-2000:]
+    out = tmp_path / "npu"
+    assert (
+        cli.main(
+            [
+                "export",
+                "--variant",
+                "tiny-vit",
+                "--out",
+                str(out),
+                "--target",
+                "npu-static",
+                "--export-cache",
+                str(tmp_path / "c"),
+            ]
+        )
+        == 0
+    )
+    bundle = pytest_run(repo_root, f"--artifacts={out}", "--target=openvino", "--require-target=openvino", *common)
+    assert bundle.returncode == 1 and "--require-target openvino: no test of it passed" in bundle.stdout
 
 
 def test_an_npu_release_is_one_static_bundle_per_batch_and_validates(repo_root, tmp_path):
@@ -216,3 +303,10 @@ def test_a_manifest_claiming_another_static_batch_fails_integrity(tmp_path):
     (out / "manifest.json").write_text(json.dumps(manifest))
     result = check_bundle_integrity(out)
     assert not result.passed and "static_batch" in result.message
+
+
+def test_selecting_rknn_also_checks_the_npu_static_graphs_it_is_built_from(repo_root, tmp_path):
+    run = pytest_run(repo_root, "--variant=tiny-vit", "--target=rknn", "--collect-only", "-q")
+    assert run.returncode == 0, run.stdout[-2000:]
+    assert "test_profile_ops[tiny-vit-image-dynamo-op18-npu-static-b1]" in run.stdout
+    assert "test_parity[tiny-vit-image-torchscript-op17-rknn-b1]" in run.stdout

@@ -201,3 +201,59 @@ def test_unknown_profile_names_the_known_ones():
     with pytest.raises(ValueError, match="known profiles are npu-static"):
         load_profile("npu-dynamic")
     assert RULES.sha256 and "npu-static: opset 17-19" in RULES.describe()
+
+
+def _mask_by_division(model) -> None:
+    """Each mask Constant (finite, -10000) divided by 1e-40 at compile time: every stored constant is finite,
+    but the value the graph computes is exactly -inf."""
+
+    def is_mask(node) -> bool:
+        if node.op_type != "Constant" or not node.attribute or not node.attribute[0].HasField("t"):
+            return False
+        value = numpy_helper.to_array(node.attribute[0].t)
+        return value.ndim >= 2 and value.min() == MASK_VALUE
+
+    masks = [n for n in model.graph.node if is_mask(n)]
+    assert masks, "the finite mask constants were expected"
+    model.graph.initializer.append(_const("tiny_divisor", 1e-40, np.float32))
+    for i, node in enumerate(masks):
+        computed = f"{node.output[0]}_div"
+        for user in model.graph.node:
+            user.input[:] = [computed if name == node.output[0] else name for name in user.input]
+        model.graph.node.insert(
+            list(model.graph.node).index(node) + 1,
+            helper.make_node("Div", [node.output[0], "tiny_divisor"], [computed], name=f"mask_div_{i}"),
+        )
+
+
+@pytest.mark.parametrize("fold_limit", [4096, 1], ids=["folded", "too-large-to-fold"])
+def test_a_mask_computed_to_minus_inf_at_compile_time_fails_finite_constants(
+    static_text, tmp_path, monkeypatch, fold_limit
+):
+    """Small computed constants are the fold's own values; larger ones (ViT-B/32's 77x77 mask) are computed in
+    onnxruntime. Both paths see the -inf."""
+    from conformance.profiles import fold
+
+    monkeypatch.setattr(fold, "FOLD_LIMIT", fold_limit)
+    broken = edit_graph(static_text, tmp_path / "div", _mask_by_division)
+    result = check_finite_constants(broken, RULES)
+    _failure(result, "computed constant", "-inf")
+
+
+def test_sparse_constants_fail_finite_constants(static_image, tmp_path):
+    def edit(model):
+        values = numpy_helper.from_array(np.array([-np.inf], dtype=np.float32), "sparse_values")
+        indices = numpy_helper.from_array(np.array([0], dtype=np.int64), "sparse_indices")
+        sparse = helper.make_sparse_tensor(values, indices, [4])
+        model.graph.node.append(helper.make_node("Constant", [], ["sparse_out"], sparse_value=sparse, name="sparse"))
+
+    _failure(check_finite_constants(edit_graph(static_image, tmp_path / "s", edit), RULES), "sparse constants")
+
+
+def test_the_graph_input_may_index_only_a_weight_table(static_text, tmp_path):
+    def edit(model):
+        activation = next(n.output[0] for n in model.graph.node if n.op_type == "LayerNormalization")
+        model.graph.node.append(helper.make_node("Gather", [activation, "text"], ["picked"], name="pick_rows"))
+
+    result = check_profile_ops(edit_graph(static_text, tmp_path / "g", edit), RULES)
+    _failure(result, "indexes activations (not a weight table) by the graph input 'text'", "pick_rows")

@@ -20,6 +20,7 @@ from conformance.compile.recipe import recipe_stamp
 from conformance.encoders import EncoderKind, expected_dims, projection_filename
 from conformance.graph import default_opset, graph_inputs, graph_metadata, load_structure
 from conformance.inputs import MEAN, STD
+from conformance.profiles.rules import load_profile
 from conformance.tokenizer import preprocessing_record, tokenizer_problems
 from conformance.weights import WeightsError, find_checkpoint, sha256_of
 
@@ -181,6 +182,7 @@ def claims_vs_graphs_problems(bundle: Bundle, graphs: Graphs) -> list[str]:
             for name, claim in claims.items()
             if stamped.get(name) != claim
         ]
+        problems += _static_profile_problems(graph, stamped)
         if default_opset(model) != m["opset"]:
             problems.append(
                 f"{graph['file']}: manifest says opset {m['opset']!r}, the graph imports opset {default_opset(model)}"
@@ -190,6 +192,32 @@ def claims_vs_graphs_problems(bundle: Bundle, graphs: Graphs) -> list[str]:
             problems.append(
                 f"{graph['file']}: manifest says token_dtype {graph.get('token_dtype')!r}, the graph takes {declared}"
             )
+    return problems
+
+
+def _static_profile_problems(graph: dict[str, Any], stamped: dict[str, str]) -> list[str]:
+    """A static graph's record: the profile rules it was made under are this suite's (by sha256), and the mask
+    value the manifest claims is the one stamped into the graph at export."""
+    record = graph.get("static_profile")
+    if graph.get("static_batch") is None:
+        return [] if record is None else [f"{graph['file']}: a static_profile record on a graph with no static batch"]
+    if not isinstance(record, dict):
+        return [f"{graph['file']}: a static graph without its static_profile record (rules, rules_sha256, mask_value)"]
+    try:
+        rules = load_profile(str(record.get("rules")))
+    except ValueError as exc:
+        return [f"{graph['file']}: {exc}"]
+    problems = []
+    if record.get("rules_sha256") != rules.sha256:
+        problems.append(
+            f"{graph['file']}: made under {rules.name} rules with sha256 {str(record.get('rules_sha256'))[:12]}, "
+            f"this suite's are {rules.sha256[:12]}: validate with the suite that made it, or export again"
+        )
+    if str(record.get("mask_value")) != stamped.get("mask_value"):
+        problems.append(
+            f"{graph['file']}: manifest says mask_value {record.get('mask_value')!r}, the graph was made with "
+            f"{stamped.get('mask_value')!r}"
+        )
     return problems
 
 

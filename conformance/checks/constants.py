@@ -18,12 +18,14 @@ from onnx.external_data_helper import uses_external_data
 
 from conformance.artifact import Artifact, ArtifactError
 from conformance.graph import all_nodes, load_structure
-from conformance.profiles.fold import FLOAT_TYPES, label, named
+from conformance.profiles.fold import FLOAT_TYPES, ValueType, compile_time_view, label, named
 from conformance.profiles.rules import ProfileRules
 from conformance.results import CheckResult, failed, first_line, verdict
 
 CHECK_FINITE = "finite_constants"
 CHUNK = 1 << 22  # elements scanned at a time
+FLOAT_NAMES = frozenset({"float32", "float16", "float64", "bfloat16"})
+_ORT_DTYPES = {"tensor(float)": np.float32, "tensor(int32)": np.int32, "tensor(int64)": np.int64}
 
 # --- finite_constants --------------------------------------------------------------------------------------
 
@@ -97,6 +99,58 @@ def _finite_problem(where: str, scan: _Scan, used_by: list[str], rules: ProfileR
     return f"{where} holds {', '.join(parts)}{users}: {rules.constants_rule.describe()}"
 
 
+def _sparse_problems(model: onnx.ModelProto, rules: ProfileRules) -> list[str]:
+    """Sparse constants hold values a dense scan would not see, and NPU compilers take dense tensors."""
+    names = [t.values.name for t in model.graph.sparse_initializer]
+    names += [label(n) for n in all_nodes(model) if any(a.name == "sparse_value" for a in n.attribute)]
+    return (
+        [f"sparse constants ({named(names)}): not scanned, and not what an NPU takes; store them dense"]
+        if names
+        else []
+    )
+
+
+def computed_constants(artifact: Artifact, model: onnx.ModelProto) -> tuple[dict[str, np.ndarray], str | None]:
+    """The float values a compiler computes at compile time and feeds to run-time work (a mask made by a Div
+    of stored constants, say): evaluated in onnxruntime, which computes only what the requested outputs need.
+    A static graph's inputs are fed zeros; nothing computed at compile time reads them."""
+    view = compile_time_view(artifact)
+    stored = {t.name for t in model.graph.initializer}
+    stored |= {o for n in model.graph.node if n.op_type == "Constant" for o in n.output}
+    wanted = [
+        name
+        for node in model.graph.node
+        if view.folded(node) and node.op_type != "Constant"
+        for name in node.output
+        if name and name not in stored and view.values.get(name, ValueType("", None)).dtype in FLOAT_NAMES
+    ]
+    folded = {name: view.known[name] for name in wanted if name in view.known}
+    rest = [name for name in wanted if name not in view.known]  # too large for the fold to have evaluated
+    if not rest:
+        return folded, None
+    try:
+        return {**folded, **_evaluate_outputs(artifact, rest)}, None
+    except Exception as exc:  # noqa: BLE001 - a value that cannot be computed cannot be vouched for
+        why = f"{type(exc).__name__}: {first_line(exc)}"
+        return folded, f"computed constants ({named(rest)}) cannot be evaluated, so cannot be vouched for: {why}"
+
+
+def _evaluate_outputs(artifact: Artifact, names: list[str]) -> dict[str, np.ndarray]:
+    import onnxruntime as ort
+
+    full = onnx.load(str(artifact.onnx_path), load_external_data=True)
+    full.graph.output.extend(onnx.helper.make_empty_tensor_value_info(name) for name in names)
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    options.log_severity_level = 4
+    session = ort.InferenceSession(full.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    feeds = {
+        i.name: np.zeros([d if isinstance(d, int) else 1 for d in i.shape], dtype=_ORT_DTYPES.get(i.type, np.float32))
+        for i in session.get_inputs()
+    }
+    return dict(zip(names, session.run(names, feeds), strict=True))
+
+
 def check_finite_constants(artifact: Artifact, rules: ProfileRules) -> CheckResult:
     """Every float constant finite and within the profile's bound (fp16's largest finite value): an NPU computes
     in fp16, where anything larger is inf. Values are read a tensor at a time, external data included."""
@@ -119,6 +173,20 @@ def check_finite_constants(artifact: Artifact, rules: ProfileRules) -> CheckResu
         problem = _finite_problem(where, scan, users.get(name, []), rules)
         if problem:
             problems.append(problem)
+    problems += _sparse_problems(model, rules)
+    computed, problem = computed_constants(artifact, model)
+    problems += [problem] if problem else []
+    for name, array in computed.items():
+        scan = _scan(array, rules.constant_bound)
+        tensors, elements, largest = tensors + 1, elements + array.size, max(largest, scan.largest)
+        problem = _finite_problem(f"computed constant {name!r}", scan, users.get(name, []), rules)
+        problems += [problem] if problem else []
     external = any(uses_external_data(t) for t in model.graph.initializer)
-    figures = {"float_constants": tensors, "elements": elements, "largest_magnitude": largest, "external": external}
+    figures = {
+        "float_constants": tensors,
+        "computed_constants": len(computed),
+        "elements": elements,
+        "largest_magnitude": largest,
+        "external": external,
+    }
     return verdict(CHECK_FINITE, problems, figures, f"{tensors} float constants finite, |x| <= {largest:g}")

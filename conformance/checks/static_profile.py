@@ -72,9 +72,13 @@ def _computed_input_problems(view: CompileTimeView, rules: ProfileRules) -> list
     for node in view.model.graph.node:
         for rule in (r for r in rules.computed_inputs if r.op == node.op_type and r.index < len(node.input)):
             name = node.input[rule.index]
-            if not name or name in view.constant or (rule.graph_input and name in view.graph_inputs):
+            # A graph input may index only a weight table (the token embedding), never activations.
+            table_lookup = rule.graph_input and name in view.graph_inputs and node.input[0] in view.constant
+            if not name or name in view.constant or table_lookup:
                 continue
             what = f"{node.op_type} input {rule.index} is computed from activations inside the graph"
+            if name in view.graph_inputs:
+                what = f"{node.op_type} indexes activations (not a weight table) by the graph input {name!r}"
             found[(what, rule.rule.describe())].append(f"{label(node)} input {name!r}")
     return grouped(found)
 

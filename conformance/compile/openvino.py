@@ -25,20 +25,15 @@ from conformance.encoders import INPUT_NAME
 from conformance.graph import copy_graph, save_graph
 
 
-def _type_name(value: Any) -> str:
-    """OpenVINO answers an element type (`f32`, `bf16`) as an object; its name is what a record wants."""
-    return str(value.to_string()) if hasattr(value, "to_string") else str(value)
-
-
 def _compile_once(path: Path, hint: str) -> dict[str, Any]:
-    from conformance.openvino_runtime import core
+    from conformance.openvino_runtime import core, type_name
 
     started = time.perf_counter()
     compiled = core().compile_model(core().read_model(str(path)), "CPU", {"INFERENCE_PRECISION_HINT": hint})
     seconds = time.perf_counter() - started
     return {
         "device": "CPU",
-        "inference_precision": _type_name(compiled.get_property("INFERENCE_PRECISION_HINT")),
+        "inference_precision": type_name(compiled.get_property("INFERENCE_PRECISION_HINT")),
         "cpu_capabilities": list(core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")),
         "compile_seconds": round(seconds, 2),
     }

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import importlib.util
 import inspect
 import json
 from collections.abc import Callable, Mapping
@@ -41,9 +42,20 @@ def recipe_stamp(target: str, version: object, settings: Mapping[str, Any]) -> s
 
 
 @cache
-def _source_sha256(build: Build) -> str:
-    path = inspect.getsourcefile(build)
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16] if path else "unknown"
+def _source_sha256(build: Build, modules: tuple[str, ...] = ()) -> str:
+    """The build function's module, and any module it drives without importing (a toolchain's worker script)."""
+    paths = [inspect.getsourcefile(build), *(_module_file(m) for m in modules)]
+    if not all(paths):
+        return "unknown"
+    digest = hashlib.sha256()
+    for path in paths:
+        digest.update(Path(str(path)).read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def _module_file(module: str) -> str | None:
+    spec = importlib.util.find_spec(module)
+    return spec.origin if spec is not None else None
 
 
 @dataclass(frozen=True)
@@ -62,6 +74,7 @@ class Recipe:
     # Why this machine cannot build it (a missing toolchain, a CPU without bf16), or None: checked per case.
     precondition: Callable[[Case], str | None] | None = None
     version_of_tool: Callable[[], str] | None = None  # for a tool outside this environment (its own venv)
+    sources: tuple[str, ...] = ()  # modules besides the build's whose source is part of the identity
 
     def unsupported(self, case: Case) -> str | None:
         """Why this recipe cannot compile the case's export, or None."""
@@ -84,7 +97,7 @@ class Recipe:
         return {
             "recipe": str(self.target),
             "version": self.version,
-            "source_sha256": _source_sha256(self.build),
+            "source_sha256": _source_sha256(self.build, self.sources),
             "tool": self.tool,
             "tool_version": self.version_of_tool() if self.version_of_tool else tool_version(self.tool),
             "settings": dict(self.settings),

@@ -109,6 +109,7 @@ RECIPES: dict[Target, Recipe] = {
             max_opset=19,  # load_onnx: "Unsupport onnx opset 20, need <= 19!"
             precondition=rknn_missing,
             version_of_tool=rknn_version,
+            sources=("conformance.toolchains.simulate", "conformance.toolchains.rknn_worker"),
         ),
     )
 }

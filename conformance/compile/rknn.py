@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import shutil
 from collections.abc import Mapping
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ from conformance.case import Case
 from conformance.encoders import INPUT_NAME, EncoderKind
 from conformance.graph import copy_graph
 from conformance.inputs import PARITY_ITEMS, SINGLES, TEXTS, parity_inputs
+from conformance.weights import sha256_of
 
 SIMULATED = "simulated.npz"
 INSTALL_HINT = "python -m conformance toolchain install rknn"
@@ -62,7 +64,7 @@ def simulated_inputs(case: Case) -> list[np.ndarray]:
     """Every static-batch input the rknn checks feed: parity (with its batch-1 singles), zero-shot, extremes."""
     assert case.encoder is not None and case.static_batch is not None
     variant, encoder = case.variant, case.encoder
-    arrays = parity_inputs(variant, encoder, min(4, inputs.max_batch(variant, encoder)))
+    arrays = parity_inputs(variant, encoder, inputs.parity_batch(variant, encoder, case.static_batch))
     arrays += [inputs.batch_for(variant, encoder, 1, offset=item) for item in range(SINGLES)]
     if encoder == EncoderKind.IMAGE:
         arrays.append(inputs.images(variant, min(4, inputs.max_batch(variant, encoder)), offset=PARITY_ITEMS))
@@ -96,6 +98,8 @@ def build_rknn(source: Path, out: Path, case: Case, settings: Mapping[str, Any])
     )
     recorded: dict[str, Any] = {_key(x): y for x, y in zip(batches, result.outputs, strict=True)}
     np.savez(out.parent / SIMULATED, **recorded)
+    # The outputs stand in for the device from now on: their hash is recorded, and checked before each use.
+    simulated_sha256 = sha256_of(out.parent / SIMULATED)
     shutil.rmtree(work, ignore_errors=True)
     return {
         "toolkit_version": result.toolkit_version,
@@ -103,6 +107,8 @@ def build_rknn(source: Path, out: Path, case: Case, settings: Mapping[str, Any])
         "npu_build_seconds": round(result.build_seconds, 2),
         "simulate_seconds": round(sum(result.simulate_seconds), 2),
         "simulated_inputs": len(batches),
+        "simulated_sha256": simulated_sha256,
+        "graph_sha256": sha256_of(source),
         "warnings": result.warnings,
         "timing_note": "simulator seconds on the x86 host, not the NPU's latency",
     }
@@ -110,6 +116,9 @@ def build_rknn(source: Path, out: Path, case: Case, settings: Mapping[str, Any])
 
 def simulated_output(artifact: Artifact, array: np.ndarray) -> np.ndarray:
     path = artifact.folder / SIMULATED
+    recorded_sha256 = (artifact.compiled or {}).get("simulated_sha256")
+    if recorded_sha256 != _sha256_once(path, path.stat().st_mtime_ns, path.stat().st_size):
+        raise ValueError(f"{artifact.case.id}: {SIMULATED} is not the file its build recorded (edited or replaced)")
     with np.load(path) as recorded:
         key = _key(array)
         if key not in recorded.files:
@@ -118,3 +127,8 @@ def simulated_output(artifact: Artifact, array: np.ndarray) -> np.ndarray:
                 f"(shape {list(array.shape)}) was not among the {len(recorded.files)} it simulated"
             )
         return np.asarray(recorded[key])
+
+
+@lru_cache(maxsize=16)
+def _sha256_once(path: Path, mtime_ns: int, size: int) -> str:
+    return sha256_of(path)

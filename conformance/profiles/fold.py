@@ -53,6 +53,7 @@ class CompileTimeView:
     graph_inputs: frozenset[str]
     values: dict[str, ValueType]
     rounds: int
+    known: dict[str, np.ndarray]  # the values the fold evaluated (constants of up to FOLD_LIMIT elements)
 
     def folded(self, node: onnx.NodeProto) -> bool:
         """Whether every output of `node` is known at compile time (a compiler folds the node away)."""
@@ -201,7 +202,7 @@ def _view(model: onnx.ModelProto, folder: Path) -> CompileTimeView:
         values = _infer(_light_model(model, known))
         rounds += 1
     inputs = frozenset(value.name for value in model.graph.input) - {t.name for t in model.graph.initializer}
-    return CompileTimeView(model, frozenset(constant), inputs, values, rounds)
+    return CompileTimeView(model, frozenset(constant), inputs, values, rounds, known)
 
 
 _LAST: tuple[tuple[Path, int, int], CompileTimeView] | None = None
