@@ -116,7 +116,7 @@ def test_an_int8_graph_at_fp32_speed_fails_the_int8_gate(vitb32, encoder):
     cache, model = vitb32
     fp32 = cache.get(ExportSpec(Case(VIT_B32, encoder, Exporter.TORCHSCRIPT)), model, Provenance.synthetic(0))
     gate = latency_gate(variant=VIT_B32.name, encoder=str(encoder), batch=8, target="int8-dynamic")
-    result = check_latency_of(fp32, model, LatencyPlan(batch=8, min_rounds=5, warmup=1, max_rounds=5), gate)
+    result = check_latency_of(fp32, model, LatencyPlan(batch=8, min_rounds=7, warmup=2, max_rounds=7), gate)
     assert not result.passed, result.message
 
 
