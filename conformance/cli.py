@@ -8,7 +8,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from conformance import atomic, variants, weights
+from conformance import atomic, inputs, variants, weights
 from conformance.bundle.manifest import BundleError
 from conformance.bundle.write import write_bundle
 from conformance.case import DEFAULT_OPSET, Case, Exporter, Profile, Target
@@ -63,7 +63,9 @@ def export_command(args: argparse.Namespace) -> int:
             USAGE,
         )
     try:
-        batches = _static_batches(args.static_batch) if target.profile == Profile.NPU_STATIC else [None]
+        batches = (
+            inputs.batch_list(args.static_batch, "--static-batch") if target.profile == Profile.NPU_STATIC else [None]
+        )
     except ValueError as exc:
         return _error(str(exc), USAGE)
     exporter, opset = _exporter_and_opset(args, target)
@@ -87,16 +89,6 @@ def export_command(args: argparse.Namespace) -> int:
         return _error(str(exc), USAGE)
     print(f"bundle written: {args.out} (validate with: pytest --artifacts={args.out})")
     return 0
-
-
-def _static_batches(raw: str) -> list[int]:
-    try:
-        values = [int(part) for part in raw.split(",") if part.strip()]
-    except ValueError:
-        values = []
-    if not values or min(values) < 1:
-        raise ValueError(f"--static-batch wants positive integers like 1,8, not {raw!r}")
-    return list(dict.fromkeys(values))
 
 
 def _exporter_and_opset(args: argparse.Namespace, target: Target) -> tuple[Exporter, int]:

@@ -10,6 +10,7 @@ import torch
 
 from conformance.artifact import Artifact
 from conformance.encoders import ClipModel, EncoderKind, wrap
+from conformance.inputs import static_chunks
 from conformance.sessions import SessionStore
 from conformance.versions import thread_count
 
@@ -92,12 +93,8 @@ def run_onnx(artifact: Artifact, array: np.ndarray) -> np.ndarray:
     batch = artifact.case.static_batch
     if batch is None or len(array) == batch:
         return _run_once(artifact, array)
-    chunks = []
-    for start in range(0, len(array), batch):
-        chunk = array[start : start + batch]
-        padded = np.concatenate([chunk, np.repeat(chunk[-1:], batch - len(chunk), axis=0)])
-        chunks.append(_run_once(artifact, padded)[: len(chunk)])
-    return np.concatenate(chunks)
+    outputs = [_run_once(artifact, chunk) for chunk in static_chunks(array, batch)]
+    return np.concatenate(outputs)[: len(array)]
 
 
 def _run_once(artifact: Artifact, array: np.ndarray) -> np.ndarray:

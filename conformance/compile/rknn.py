@@ -23,7 +23,7 @@ from conformance.artifact import Artifact
 from conformance.case import Case
 from conformance.encoders import INPUT_NAME, EncoderKind
 from conformance.graph import copy_graph
-from conformance.inputs import PARITY_ITEMS, SINGLES, TEXTS, parity_inputs
+from conformance.inputs import PARITY_ITEMS, SINGLES, TEXTS, parity_inputs, static_chunks
 from conformance.weights import sha256_of
 
 SIMULATED = "simulated.npz"
@@ -51,15 +51,6 @@ def _key(array: np.ndarray) -> str:
     return digest.hexdigest()[:24]
 
 
-def _chunks(array: np.ndarray, batch: int) -> list[np.ndarray]:
-    """As runtime.run_onnx feeds a static graph: `batch` rows at a time, the last padded with its final row."""
-    out = []
-    for start in range(0, len(array), batch):
-        chunk = array[start : start + batch]
-        out.append(np.concatenate([chunk, np.repeat(chunk[-1:], batch - len(chunk), axis=0)]))
-    return out
-
-
 def simulated_inputs(case: Case) -> list[np.ndarray]:
     """Every static-batch input the rknn checks feed: parity (with its batch-1 singles), zero-shot, extremes."""
     assert case.encoder is not None and case.static_batch is not None
@@ -71,7 +62,7 @@ def simulated_inputs(case: Case) -> list[np.ndarray]:
     else:
         arrays.append(inputs.tokens(inputs.prompts(TEXTS, offset=PARITY_ITEMS), variant))
     arrays.append(inputs.extreme_inputs(variant, encoder))
-    unique = {_key(c): c for a in arrays for c in _chunks(a, case.static_batch)}
+    unique = {_key(c): c for a in arrays for c in static_chunks(a, case.static_batch)}
     return list(unique.values())
 
 
