@@ -103,7 +103,9 @@ def test_export_slowed_1_7x_fails_the_data_gate_and_the_good_one_passes(vitb32, 
     slowed, achieved = slow_down_by(
         good_artifact, tmp_path, 1.7, inputs.batch_for(VIT_B32, encoder, batch), measure=p50_seconds
     )
-    assert 1.5 < achieved < 1.9, f"the slowed copy is {achieved:.2f}x, not about 1.7x"  # one p50 varies ~10%
+    # One p50 varies ~10% on this shared machine: a copy that came out slower still tests the claim (it fails the
+    # gate more surely); one that came out faster than 1.5x would not.
+    assert 1.5 < achieved < 2.2, f"the slowed copy is {achieved:.2f}x, not about 1.7x"
     fast, slow = (check_latency_of(a, model, plan, gate) for a in (good_artifact, slowed))
     assert fast.passed, fast.message
     assert not slow.passed and f"(gate {gate.max_ratio}x at batch {batch}" in slow.message
