@@ -8,7 +8,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from conformance import atomic, inputs, variants, weights
+from conformance import atomic, variants, weights
+from conformance.batching import batch_list
 from conformance.bundle.manifest import BundleError
 from conformance.bundle.write import write_bundle
 from conformance.case import DEFAULT_OPSET, Case, Exporter, Profile, Target
@@ -63,9 +64,7 @@ def export_command(args: argparse.Namespace) -> int:
             USAGE,
         )
     try:
-        batches = (
-            inputs.batch_list(args.static_batch, "--static-batch") if target.profile == Profile.NPU_STATIC else [None]
-        )
+        batches = batch_list(args.static_batch, "--static-batch") if target.profile == Profile.NPU_STATIC else [None]
     except ValueError as exc:
         return _error(str(exc), USAGE)
     exporter, opset = _exporter_and_opset(args, target)

@@ -9,8 +9,8 @@ import onnxruntime as ort
 import torch
 
 from conformance.artifact import Artifact
+from conformance.batching import static_chunks
 from conformance.encoders import ClipModel, EncoderKind, wrap
-from conformance.inputs import static_chunks
 from conformance.sessions import SessionStore
 from conformance.versions import thread_count
 

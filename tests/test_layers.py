@@ -26,6 +26,7 @@ FLOORS = (
         "conformance.graph",
         "conformance.profiles",
         "conformance.sessions",
+        "conformance.batching",
     ),
     (
         "conformance.runtime",

@@ -20,10 +20,11 @@ import numpy as np
 
 from conformance import inputs
 from conformance.artifact import Artifact
+from conformance.batching import static_chunks
 from conformance.case import Case
 from conformance.encoders import INPUT_NAME, EncoderKind
 from conformance.graph import copy_graph
-from conformance.inputs import PARITY_ITEMS, SINGLES, TEXTS, parity_inputs, static_chunks
+from conformance.inputs import PARITY_ITEMS, SINGLES, TEXTS, parity_inputs
 from conformance.weights import sha256_of
 
 SIMULATED = "simulated.npz"
