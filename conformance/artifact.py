@@ -52,6 +52,13 @@ class Artifact:
         return self.folder / self.projection_file if self.projection_file else None
 
     @property
+    def runtime_options(self) -> dict[str, str]:
+        """onnxruntime session config entries the graph records it must run with (`compiled.runtime_options`,
+        from its recipe or its bundle's manifest): the suite sets them, and every deployment must."""
+        recorded = (self.compiled or {}).get("runtime_options") or {}
+        return {str(k): str(v) for k, v in dict(recorded).items()}
+
+    @property
     def input_name(self) -> str:
         return INPUT_NAME[self.encoder]
 

@@ -17,6 +17,7 @@ from conformance.compile.build import CompileError
 from conformance.compile.recipes import recipe_for
 from conformance.encoders import EncoderKind
 from conformance.export import ExportCache, ExportError, ExportSpec
+from conformance.isa import known_flags
 from conformance.profiles.rules import load_profile
 from conformance.report import html, schema
 from conformance.toolchains.cli import add_toolchain_parser
@@ -67,6 +68,9 @@ def export_command(args: argparse.Namespace) -> int:
         batches = batch_list(args.static_batch, "--static-batch") if target.profile == Profile.NPU_STATIC else [None]
     except ValueError as exc:
         return _error(str(exc), USAGE)
+    deploy_isa = [flag for flag in (args.deploy_isa or "").split(",") if flag]
+    if set(deploy_isa) - known_flags():
+        return _error(f"--deploy-isa {args.deploy_isa!r}: choose from {', '.join(sorted(known_flags()))}", USAGE)
     exporter, opset = _exporter_and_opset(args, target)
     base = Case(variant, None, exporter, opset)
     cases = [{kind: base.member(kind).on(target, batch) for kind in BUNDLED} for batch in batches]
@@ -81,7 +85,8 @@ def export_command(args: argparse.Namespace) -> int:
                 kind: cache.get(ExportSpec(case), loaded.model, loaded.provenance) for kind, case in group.items()
             }
             batch = group[EncoderKind.IMAGE].static_batch
-            write_bundle(args.out if len(cases) == 1 else args.out / f"{args.out.name}-b{batch}", variant, artifacts)
+            out = args.out if len(cases) == 1 else args.out / f"{args.out.name}-b{batch}"
+            write_bundle(out, variant, artifacts, deploy_isa)
     except (ExportError, CompileError) as exc:
         return _error(str(exc), EXPORT_FAILED)
     except (BundleError, OSError) as exc:
@@ -158,6 +163,13 @@ def parser() -> argparse.ArgumentParser:
         "recipe that compiles one; the manifest records the recipe, its tool versions and settings",
     )
     export.add_argument("--seed", type=int, default=0, help="seed for synthetic weights (default 0)")
+    export.add_argument(
+        "--deploy-isa",
+        default=None,
+        metavar="FLAGS",
+        help="comma-separated CPU flags every deployment CPU has (e.g. avx512_vnni), recorded as the manifest's "
+        "deploy_isa: an int8 graph with full-range weights then passes int8_saturation, saying the risk was accepted",
+    )
     export.add_argument(
         "--export-cache",
         type=Path,

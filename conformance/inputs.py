@@ -241,18 +241,35 @@ def latency_batches(variant: Variant, encoder: EncoderKind, wanted: list[int]) -
     return sorted({min(size, largest) for size in wanted})
 
 
-def batch_sizes(variant: Variant, encoder: EncoderKind, wanted: tuple[int, ...] = (1, 2, 7, 16)) -> list[int]:
-    """The fixed sizes to try, capped by cost. 1 and 2 (the traced size) are always kept, and so is an odd
-    size above 2: batch 3 where the cap would stop below 7, even for the costliest towers."""
+def swept_up_to(variant: Variant, encoder: EncoderKind) -> int:
+    """The top of the every-size sweep: `limits.toml`'s sweep_max, or the cost cap below it (never below 3, so an
+    odd size above the traced 2 runs even on the costliest towers)."""
+    return max(3, min(limits().sweep_max, max_batch(variant, encoder)))
+
+
+def release_sizes(batch_max: int) -> list[int]:
+    """--batch-max N: the release sizes (16, 32, 33, 64) that are at most N, and N."""
+    return sorted({size for size in limits().batch_release if size <= batch_max} | {batch_max})
+
+
+def batch_sizes(variant: Variant, encoder: EncoderKind, batch_max: int | None = None) -> list[int]:
+    """The fixed sizes to try: every size 1 .. swept_up_to, the larger `also` sizes the cost cap allows, and with
+    --batch-max N the release sizes up to N, past the cap."""
     cap = max_batch(variant, encoder)
-    sizes = {size for size in wanted if size <= cap} | {1, 2}
-    if not any(size > 2 and size % 2 for size in sizes):
-        sizes.add(3)
-    return sorted(sizes)
+    sizes = set(range(1, swept_up_to(variant, encoder) + 1)) | {n for n in limits().batch_also if n <= cap}
+    return sorted(sizes | set(release_sizes(batch_max) if batch_max else ()))
+
+
+def drawn_batch_range(variant: Variant, encoder: EncoderKind) -> tuple[int, int] | None:
+    """The sizes Hypothesis may draw: above the sweep, within the cost cap (None where the sweep reaches it)."""
+    low, high = swept_up_to(variant, encoder) + 1, min(DRAWN_BATCH_MAX, max_batch(variant, encoder))
+    return (low, high) if low <= high else None
 
 
 def batch_size_strategy(variant: Variant, encoder: EncoderKind) -> st.SearchStrategy[int]:
-    return st.integers(min_value=1, max_value=min(DRAWN_BATCH_MAX, max(3, max_batch(variant, encoder))))
+    span = drawn_batch_range(variant, encoder)
+    assert span is not None, "the sweep already covers every size within the cost cap"
+    return st.integers(min_value=span[0], max_value=span[1])
 
 
 def text_strategy() -> st.SearchStrategy[str]:

@@ -17,7 +17,7 @@ from typing import Any
 from hypothesis import strategies as st
 
 from conformance import inputs
-from conformance.case import Case, Profile, Target
+from conformance.case import Case, Precision, Profile, Target
 from conformance.checks.batch import check_dynamic_batch, check_repeatability, check_row_independence
 from conformance.checks.bundle import check_bundle_integrity
 from conformance.checks.constants import check_finite_constants
@@ -34,6 +34,7 @@ from conformance.checks.projection import (
     check_split_matches_full,
     check_token_dtype,
 )
+from conformance.checks.saturation import check_int8_saturation
 from conformance.checks.static_profile import check_profile_dtypes, check_profile_ops, check_static_shapes
 from conformance.checks.validity import check_opset_validity
 from conformance.compile.recipes import recipe_for
@@ -130,11 +131,18 @@ def _io_contract(s: Subject, _: None) -> CheckResult:
 
 
 def _dynamic_batch(s: Subject, _: None) -> CheckResult:
-    sizes = inputs.batch_sizes(s.variant, s.artifact.encoder)
-    return check_dynamic_batch(s.artifact, sizes, _tolerance(s, "dynamic_batch"))
+    sizes = inputs.batch_sizes(s.variant, s.artifact.encoder, s.batch_max)
+    cap = inputs.max_batch(s.variant, s.artifact.encoder)
+    return check_dynamic_batch(s.artifact, sizes, _tolerance(s, "dynamic_batch"), say=s.progress, quiet_up_to=cap)
 
 
 def _dynamic_batch_drawn(s: Subject, data: Any) -> CheckResult:
+    if inputs.drawn_batch_range(s.variant, s.artifact.encoder) is None:
+        top = inputs.swept_up_to(s.variant, s.artifact.encoder)
+        return skipped(
+            "dynamic_batch_drawn",
+            f"nothing left to draw: dynamic_batch runs every size 1 .. {top}, the cost cap of this tower",
+        )
     size = data.draw(inputs.batch_size_strategy(s.variant, s.artifact.encoder), label="batch")
     return check_dynamic_batch(s.artifact, [size], _tolerance(s, "dynamic_batch_drawn"))
 
@@ -211,6 +219,10 @@ def _realised_precision(s: Subject, _: None) -> CheckResult:
     return check_realised_precision(s.artifact)
 
 
+def _int8_saturation(s: Subject, _: None) -> CheckResult:
+    return check_int8_saturation(s.artifact, s.deploy_isa)
+
+
 def _finite_extremes(s: Subject, _: None) -> CheckResult:
     return check_finite_extremes(s.artifact, s.model, _tolerance(s, "finite_extremes"))
 
@@ -229,6 +241,7 @@ SIMULATED = frozenset({Target.RKNN})
 ANY_INPUT = frozenset(Target) - SIMULATED
 # Where the precision is the compiler's (OpenVINO's bf16 hint, RKNN's fp16 build), the ONNX stores fp32.
 STORED_PRECISION = ANY_INPUT - {Target.OPENVINO_BF16}
+INT8 = frozenset(t for t in Target if t.precision == Precision.INT8)
 NOT_ON_STATIC = "no dynamic batch to check (the batch checks compare its batch with batch 1 of the same graph)"
 
 # fmt: off
@@ -240,6 +253,7 @@ CHECKS: tuple[Check, ...] = (
     Check("profile_dtypes", _profile_dtypes, profiles=STATIC, targets=ANY_INPUT),
     Check("finite_constants", _finite_constants, profiles=STATIC, targets=ANY_INPUT),
     Check("realised_precision", _realised_precision, targets=STORED_PRECISION),
+    Check("int8_saturation", _int8_saturation, targets=INT8),
     Check("repeatability", _repeatability, targets=ANY_INPUT),
     Check("dynamic_batch", _dynamic_batch, targets=ANY_INPUT, static_skip=NOT_ON_STATIC),
     Check("dynamic_batch_drawn", _dynamic_batch_drawn, targets=ANY_INPUT, tolerance="dynamic_batch", drawn=True,

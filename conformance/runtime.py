@@ -19,7 +19,7 @@ class InputContractError(TypeError):
     """An input that does not fit the graph's declared contract; the message says how to fix it."""
 
 
-def _open(path: Path, threads: int) -> ort.InferenceSession:
+def _open(path: Path, threads: int, config: dict[str, str] | None = None) -> ort.InferenceSession:
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
@@ -27,11 +27,13 @@ def _open(path: Path, threads: int) -> ort.InferenceSession:
     # Spinning intra-op threads keep a core busy after each run: in interleaved rounds they slowed the next
     # call (torch eager by ~45%, another session's graph by ~40% at batch 1, 2 cores), skewing every ratio.
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    for key, value in (config or {}).items():  # what the graph records it needs (its deployers must set it too)
+        options.add_session_config_entry(key, value)
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
 def open_session(artifact: Artifact, threads: int) -> ort.InferenceSession:
-    return _open(artifact.onnx_path, threads)
+    return _open(artifact.onnx_path, threads, artifact.runtime_options)
 
 
 SESSIONS: SessionStore[ort.InferenceSession] = SessionStore(open_session)

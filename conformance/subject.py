@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from conformance.artifact import Artifact
@@ -22,6 +23,10 @@ class Subject:
     artifacts: dict[EncoderKind, Artifact]
     token_dtype: str = DEFAULT_TOKEN_DTYPE  # the token dtype contract (--token-dtype)
     sources: dict[EncoderKind, Artifact] = field(default_factory=dict)  # a compile target's fp32 exports
+    # ISA features every deployment CPU is declared to have (--deploy-isa, a bundle's `deploy_isa`)
+    deploy_isa: frozenset[str] = frozenset()
+    batch_max: int | None = None  # --batch-max: dynamic_batch also runs the release sizes up to it
+    progress: Callable[[str], None] | None = None  # where long work says what it is doing
 
     @property
     def variant(self) -> Variant:

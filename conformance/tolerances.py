@@ -11,12 +11,16 @@ from typing import Any
 
 from conformance.numerics import Tolerance
 
-_FIELDS = ("atol", "rtol", "min_cosine")
+_FIELDS = ("atol", "rtol", "min_cosine", "norm_rtol")
 
 
 @cache
-def _load(name: str) -> dict[str, Any]:
+def data_file(name: str) -> dict[str, Any]:
+    """One of the package's TOML data files, parsed once."""
     return tomllib.loads(resources.files("conformance").joinpath(name).read_text(encoding="utf-8"))
+
+
+_load = data_file
 
 
 def _table() -> dict[str, Any]:
@@ -79,6 +83,9 @@ class Rounds:
 class Limits:
     batch_gflops: float
     batch_min: int
+    sweep_max: int
+    batch_also: tuple[int, ...]
+    batch_release: tuple[int, ...]
     latency_gflops: float
     latency_min: int
     baseline_tolerance: float
@@ -102,6 +109,9 @@ def limits() -> Limits:
     return Limits(
         float(data["batch"]["gflops_cap"]),
         int(data["batch"]["min_batch"]),
+        int(data["batch"]["sweep_max"]),
+        tuple(int(n) for n in data["batch"]["also"]),
+        tuple(int(n) for n in data["batch"]["release"]),
         float(latency["gflops_cap"]),
         int(latency["min_batch"]),
         float(latency["baseline_tolerance"]),

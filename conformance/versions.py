@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import os
 import platform
+from collections.abc import Iterable
 from functools import cache
 from importlib import metadata
+
+from conformance.tolerances import data_file
 
 
 def version_of(dist: str) -> str:
@@ -32,10 +35,10 @@ def toolchain() -> dict[str, str]:
 
 
 def cpu_model() -> str:
-    return _cpuinfo_field("model name") or platform.processor() or platform.machine()
+    return cpuinfo_field("model name") or platform.processor() or platform.machine()
 
 
-def _cpuinfo_field(name: str) -> str | None:
+def cpuinfo_field(name: str) -> str | None:
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as handle:
             for line in handle:
@@ -47,12 +50,19 @@ def _cpuinfo_field(name: str) -> str | None:
 
 
 def cpu_mhz() -> float | None:
-    value = _cpuinfo_field("cpu MHz")
+    value = cpuinfo_field("cpu MHz")
     return float(value) if value else None
 
 
 def cpu_flags() -> frozenset[str]:
-    return frozenset((_cpuinfo_field("flags") or "").split())
+    return frozenset((cpuinfo_field("flags") or "").split())
+
+
+def recorded_flags(flags: Iterable[str] | None = None) -> list[str]:
+    """The CPU flags that matter to this suite (conformance/isa.toml `recorded`, in its order) that this CPU, or
+    `flags`, has: what the environment header, results.json and the report show."""
+    have = set(cpu_flags() if flags is None else flags)
+    return [flag for flag in data_file("isa.toml")["recorded"] if flag in have]
 
 
 def thread_count() -> int:
@@ -66,5 +76,8 @@ def environment() -> dict[str, object]:
         "python": platform.python_version(),
         "platform": platform.platform(),
         "cpu": cpu_model(),
+        "cpu_family": cpuinfo_field("cpu family"),
+        "cpu_model_number": cpuinfo_field("model"),
+        "cpu_isa": " ".join(recorded_flags()) or "none of the recorded flags",
         "threads": thread_count(),
     }

@@ -9,6 +9,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import pytest
 import torch
 
 from conformance import weights
@@ -32,6 +33,17 @@ def good(
 ) -> Artifact:
     loaded = synthetic(variant)
     return cache.get(ExportSpec(Case(variant, EncoderKind(encoder), exporter)), loaded.model, loaded.provenance)
+
+
+def skip_unless_runnable(case: Case) -> None:
+    """A compile target this CPU cannot run as it claims (conformance/isa.toml: openvino-bf16 without bf16), or
+    whose toolchain is missing, skips with the recipe's own reason, as the suite does: no self-test may assume
+    the developer's CPU."""
+    from conformance.compile.recipes import recipe_for
+
+    reason = recipe_for(case.target).unsupported(case) if case.target.compiled else None
+    if reason:
+        pytest.skip(reason)
 
 
 def copy_artifact(artifact: Artifact, folder: Path) -> Artifact:

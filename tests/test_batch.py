@@ -1,9 +1,16 @@
+import dataclasses
+
+import pytest
 import torch
 
+from conformance import inputs
 from conformance.case import Exporter
 from conformance.checks.batch import check_dynamic_batch, check_repeatability, check_row_independence
 from conformance.encoders import EncoderKind
 from conformance.numerics import Tolerance
+from conformance.registry import BY_NAME
+from conformance.results import Status
+from conformance.subject import Subject
 from conformance.tolerances import tolerance
 from tests.graph_edits import add_noise
 from tests.helpers import TINY_VIT, VisualWrapper, export_model, export_seed_recipe, good, synthetic
@@ -90,3 +97,78 @@ def test_repeatability_passes_a_good_graph_and_fails_one_that_draws_noise(tiny_c
     result = check_repeatability(noisy)
     assert not result.passed and "not deterministic" in result.message
     assert result.figures["differing_runs"] == 1
+
+
+class _WrongAtOneSize(torch.nn.Module):
+    """Right at every batch size but one, where every row is off by 0.05: a shape-specialised path (a kernel
+    picked by M, an If on the batch axis, a subgraph cached for one size) gone wrong. Wraps the image tower, or
+    ln_final, which both text graphs go through."""
+
+    def __init__(self, inner: torch.nn.Module, size: int) -> None:
+        super().__init__()
+        self.visual, self.size = inner, size  # `visual`: CLIP.dtype reads visual.conv1 through it
+
+    @property
+    def conv1(self):
+        return self.visual.conv1
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.visual(x)
+        batch = x.new_ones(x.shape[0]).sum()
+        return out + 0.05 * (batch == self.size).to(out.dtype)
+
+
+def _wrong_at(encoder: EncoderKind, size: int, folder):
+    model = synthetic(TINY_VIT).model
+    if encoder == EncoderKind.IMAGE:
+        model.visual = _WrongAtOneSize(model.visual, size)
+    else:
+        model.ln_final = _WrongAtOneSize(model.ln_final, size)
+    return export_model(model, TINY_VIT, encoder, folder)
+
+
+@pytest.mark.parametrize("encoder", list(EncoderKind), ids=str)
+def test_a_graph_wrong_at_exactly_one_size_in_3_to_8_fails_the_default_sweep(tmp_path, encoder):
+    """Batch 5 is neither the old fixed sizes (1, 2, 7, 16) nor sure to be drawn: only running every size shows it."""
+    artifact = _wrong_at(encoder, 5, tmp_path)
+    assert check_dynamic_batch(artifact, [1, 2, 7, 16], ROWS).passed  # the hole the sweep closes
+    sizes = inputs.batch_sizes(TINY_VIT, encoder)
+    assert set(range(1, 9)) <= set(sizes)
+    result = check_dynamic_batch(artifact, sizes, ROWS)
+    assert not result.passed and "batch 5 vs batch 1" in result.message
+    assert all(f"batch {n} " not in result.message for n in (4, 6, 8))
+
+
+def test_a_graph_wrong_only_past_the_cost_cap_fails_with_batch_max_and_passes_without(tmp_path, monkeypatch):
+    """A size servers use (33) past the tower's cost cap (made 16 here): the default run cannot see it, a release
+    run with --batch-max 64 runs it, saying its cost first."""
+    monkeypatch.setattr(inputs, "max_batch", lambda variant, encoder: 16)
+    artifact = _wrong_at(EncoderKind.IMAGE, 33, tmp_path)
+    check = BY_NAME["dynamic_batch"]
+    default = Subject(artifact.case, synthetic(TINY_VIT).model, {EncoderKind.IMAGE: artifact})
+    result = check.execute(default, None)
+    assert result.passed and max(result.figures["batch_sizes"]) == 16, result.message
+    said: list[str] = []
+    release = dataclasses.replace(default, batch_max=64, progress=said.append)
+    result = check.execute(release, None)
+    assert result.figures["batch_sizes"] == [*range(1, 9), 16, 32, 33, 64]
+    assert not result.passed and "batch 33 vs batch 1" in result.message and "batch 64 " not in result.message
+    assert [line.split(": ")[1].split(",")[0] for line in said] == [f"dynamic_batch at batch {n}" for n in (32, 33, 64)]
+    assert all("GFLOP" in line for line in said)
+
+
+def test_release_sizes_stop_at_batch_max_and_include_it():
+    assert inputs.release_sizes(40) == [16, 32, 33, 40]
+    assert inputs.release_sizes(64) == [16, 32, 33, 64]
+    assert inputs.release_sizes(8) == [8]
+
+
+def test_the_drawn_sizes_start_above_the_sweep_and_skip_where_the_sweep_reaches_the_cap(tiny_cache, monkeypatch):
+    span = inputs.drawn_batch_range(TINY_VIT, EncoderKind.IMAGE)
+    assert span is not None and span[0] == 9
+    monkeypatch.setattr(inputs, "max_batch", lambda variant, encoder: 6)
+    assert inputs.drawn_batch_range(TINY_VIT, EncoderKind.IMAGE) is None
+    artifact = good(tiny_cache, TINY_VIT, EncoderKind.IMAGE)
+    subject = Subject(artifact.case, synthetic(TINY_VIT).model, {EncoderKind.IMAGE: artifact})
+    result = BY_NAME["dynamic_batch_drawn"].execute(subject, None)
+    assert result.status == Status.SKIPPED and "every size 1 .. 6" in result.message

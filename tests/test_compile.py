@@ -22,7 +22,7 @@ from conformance.export import ExportSpec
 from conformance.graph import graph_metadata, load_structure
 from conformance.tolerances import tolerance
 from tests.graph_edits import inf_on_bright_images
-from tests.helpers import TINY_VIT, export_model, good, synthetic
+from tests.helpers import TINY_VIT, export_model, good, skip_unless_runnable, synthetic
 
 # The compile recipes of the dynamic profile; rknn (a static profile's compiler) is in tests/test_npu_targets.py.
 COMPILED = [t for t in Target if t.compiled and t.profile == Profile.DYNAMIC]
@@ -31,6 +31,7 @@ COMPILED = [t for t in Target if t.compiled and t.profile == Profile.DYNAMIC]
 def compiled(cache, target: Target, encoder: EncoderKind = EncoderKind.IMAGE):
     loaded = synthetic(TINY_VIT)
     case = Case(TINY_VIT, encoder, Exporter.TORCHSCRIPT).on(target)
+    skip_unless_runnable(case)
     return cache.get(ExportSpec(case), loaded.model, loaded.provenance)
 
 

@@ -76,3 +76,28 @@ def test_pytest_validates_a_compiled_bundle_with_the_int8_budget(int8_bundle, re
     parity = [t for t in tests if t["check"] == "parity"]
     assert parity and all(t["target"] == "int8-dynamic" and t["outcome"] == "passed" for t in parity)
     assert all(t["figures"]["tolerance"]["reason"] == "default int8 parity" for t in parity)
+
+
+def test_a_manifests_deploy_isa_reaches_the_check_and_an_unknown_flag_is_refused(int8_bundle, tmp_path, capsys):
+    """`export --deploy-isa` records the CPUs a bundle is meant for; int8_saturation reads it from the manifest.
+    A flag /proc/cpuinfo does not spell so (Intel's `avx512vnni`) is a usage error or an untrusted manifest."""
+    from conformance.bundle.manifest import BundleError, open_bundle
+    from tests.helpers import reference_models
+
+    options = ["--target", "int8-dynamic", "--export-cache", str(tmp_path / "c")]
+    out = tmp_path / "meant-for-vnni"
+    assert (
+        cli.main(["export", "--variant", "tiny-vit", "--out", str(out), *options, "--deploy-isa", "avx512_vnni"]) == 0
+    )
+    assert _manifest(out)["deploy_isa"] == ["avx512_vnni"]
+    subject = reference_models(None).subject(open_bundle(out).case())
+    assert subject.deploy_isa == frozenset({"avx512_vnni"})
+    bad = tmp_path / "bad"
+    assert cli.main(["export", "--variant", "tiny-vit", "--out", str(bad), *options, "--deploy-isa", "avx512vnni"]) == (
+        cli.USAGE
+    )
+    assert "--deploy-isa 'avx512vnni'" in capsys.readouterr().err and not bad.exists()
+    edited = Path(shutil.copytree(int8_bundle, tmp_path / "edited"))
+    _claim(edited, lambda m: m.update(deploy_isa="avx512_vnni"))  # a string, not a list
+    with pytest.raises(BundleError, match="deploy_isa"):
+        open_bundle(edited)

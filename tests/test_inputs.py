@@ -34,3 +34,12 @@ def test_every_encoder_runs_a_size_other_than_one_and_the_traced_size():
         for encoder in EncoderKind:
             sizes = inputs.batch_sizes(variant, encoder)
             assert any(s not in (1, 2) and s % 2 for s in sizes), (variant.name, encoder, sizes)
+
+
+def test_every_graph_of_every_variant_sweeps_each_size_up_to_8_or_its_cost_cap():
+    for variant in OFFICIAL:
+        for encoder in EncoderKind:
+            cap, sizes = inputs.max_batch(variant, encoder), inputs.batch_sizes(variant, encoder)
+            top = inputs.swept_up_to(variant, encoder)
+            assert top == max(3, min(8, cap)) and set(range(1, top + 1)) <= set(sizes), (variant.name, encoder)
+            assert max(sizes) <= max(cap, 3), (variant.name, encoder, sizes)  # never past the cap by default

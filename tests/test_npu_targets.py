@@ -25,12 +25,13 @@ from conformance.tolerances import tolerance
 from conformance.toolchains.rknn import find_toolchain
 from conformance.weights import sha256_of
 from tests.graph_edits import add_noise, edit_graph, rewire_output
-from tests.helpers import TINY_VIT, synthetic
+from tests.helpers import TINY_VIT, skip_unless_runnable, synthetic
 
 
 def made(cache, target: Target, encoder: EncoderKind = EncoderKind.IMAGE, batch: int | None = None, opset: int = 17):
     loaded = synthetic(TINY_VIT)
     case = Case(TINY_VIT, encoder, Exporter.TORCHSCRIPT, opset).on(target, batch)
+    skip_unless_runnable(case)
     return cache.get(ExportSpec(case), loaded.model, loaded.provenance)
 
 
@@ -78,10 +79,6 @@ def test_dynamic_claims_skip_on_a_static_graph_with_the_reason(tiny_cache, name)
 
 @pytest.mark.parametrize("target", [Target.OPENVINO, Target.OPENVINO_BF16, Target.OPENVINO_INT8], ids=str)
 def test_openvino_targets_run_in_openvino_within_their_budget(tiny_cache, target):
-    from conformance.openvino_runtime import cpu_supports
-
-    if target == Target.OPENVINO_BF16 and not cpu_supports("bf16"):
-        pytest.skip("this CPU has no bf16")
     artifact = made(tiny_cache, target, opset=20)
     assert artifact.compiled is not None and artifact.compiled["device"] == "CPU"
     assert artifact.compiled["inference_precision"] == ("bf16" if target == Target.OPENVINO_BF16 else "f32")
@@ -121,10 +118,6 @@ def _coarse_weights(model) -> None:
 
 
 def test_a_coarser_compile_under_the_bf16_name_fails_the_bf16_budget(tiny_cache, tmp_path):
-    from conformance.openvino_runtime import cpu_supports
-
-    if not cpu_supports("bf16"):
-        pytest.skip("this CPU has no bf16")
     artifact = made(tiny_cache, Target.OPENVINO_BF16, opset=20)
     coarse = edit_graph(artifact, tmp_path / "coarse", _coarse_weights)
     result = check_parity(coarse, synthetic(TINY_VIT).model, budget(coarse))
@@ -173,8 +166,6 @@ def test_a_static_graph_wrong_in_its_last_slots_fails(tiny_cache, tmp_path, chec
 def test_openvino_bf16_that_compiles_at_f32_fails(tiny_cache, monkeypatch):
     from conformance import openvino_runtime
 
-    if not openvino_runtime.cpu_supports("bf16"):
-        pytest.skip("this CPU has no bf16")
     artifact = made(tiny_cache, Target.OPENVINO_BF16, opset=20)
     with pytest.raises(RuntimeError, match="at f32, not bf16"):
         openvino_runtime.compile_graph(artifact, 1, hint="f32")

@@ -71,13 +71,19 @@ def shards(tmp_path_factory, repo_root) -> dict[str, Path]:
     return {"vit": root / "vit", "rn": root / "rn", "root": root}
 
 
+def by_id_of(doc: dict) -> dict:
+    return {t["nodeid"].split("::")[-1]: t for t in doc["tests"]}
+
+
 def test_run_writes_results_junit_and_html(shards):
     doc = schema.load(shards["vit"] / "results.json")
     assert doc["exit_status"] == 1 and doc["verdict"] == "fail"
     assert doc["provenance"] == {
         "tiny-vit": {"kind": "synthetic", "sha256": None, "path": None, "seed": 0, "scheme": "synthetic/2"}
     }
-    assert {"torch", "onnxruntime", "cpu", "threads"} <= set(doc["environment"])
+    assert {"torch", "onnxruntime", "cpu", "threads", "cpu_isa", "cpu_family"} <= set(doc["environment"])
+    saturation = by_id_of(doc)["test_int8_saturation[tiny-vit-image-torchscript-op20-int8-dynamic]"]
+    assert saturation["outcome"] == "passed" and saturation["figures"]["outside_range"] == 0
     by_id = {t["nodeid"].split("::")[-1]: t for t in doc["tests"]}
     gated = by_id["test_latency[tiny-vit-image-torchscript-op20-batch1]"]
     assert gated["outcome"] == "failed" and "exceeds baseline" in gated["message"]

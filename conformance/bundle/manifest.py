@@ -16,6 +16,7 @@ from conformance import atomic
 from conformance.artifact import Artifact
 from conformance.case import Case
 from conformance.encoders import EncoderKind
+from conformance.isa import known_flags
 from conformance.variants import UnknownVariantError, Variant, get
 from conformance.weights import Provenance
 
@@ -98,4 +99,10 @@ def open_bundle(folder: Path) -> Bundle:
         raise BundleError(f"{folder / MANIFEST}: lists no graphs") from None
     except (KeyError, TypeError, ValueError) as exc:
         raise BundleError(f"{folder / MANIFEST}: a graph entry is malformed: {type(exc).__name__}: {exc}") from None
+    declared = manifest.get("deploy_isa", [])
+    if not isinstance(declared, list) or set(map(str, declared)) - known_flags():
+        raise BundleError(
+            f"{folder / MANIFEST}: deploy_isa {declared!r} is not a list of CPU flags from "
+            f"{', '.join(sorted(known_flags()))}"
+        )
     return found

@@ -73,7 +73,9 @@ def _graph_entry(artifact: Artifact, files: list[str], variant: Variant) -> dict
     return entry
 
 
-def write_bundle(out: Path, variant: Variant, artifacts: dict[EncoderKind, Artifact]) -> Path:
+def write_bundle(
+    out: Path, variant: Variant, artifacts: dict[EncoderKind, Artifact], deploy_isa: list[str] | None = None
+) -> Path:
     """Write a bundle atomically: it appears at `out` complete, or not at all."""
     if out.exists() and any(out.iterdir()):
         raise BundleError(f"{out} exists and is not empty; choose a new folder or remove it")
@@ -103,5 +105,7 @@ def write_bundle(out: Path, variant: Variant, artifacts: dict[EncoderKind, Artif
                 {"name": p.name, "size": p.stat().st_size, "sha256": sha256_of(p)} for p in sorted(staging.iterdir())
             ],
         }
+        if deploy_isa:
+            manifest["deploy_isa"] = sorted(set(deploy_isa))  # the CPUs it is meant for (int8_saturation)
         atomic.write_json(staging / MANIFEST, manifest)
     return out

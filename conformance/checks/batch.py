@@ -4,7 +4,7 @@ only at some sizes all fail."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import numpy as np
 
@@ -34,13 +34,26 @@ def rows_vs_singles(artifact: Artifact, size: int, tol: Tolerance) -> tuple[list
     )
 
 
-def check_dynamic_batch(artifact: Artifact, sizes: Iterable[int], tol: Tolerance) -> CheckResult:
-    """Every batch size runs in onnxruntime, yields that batch size, and matches the batch-1 outputs row by row."""
+def check_dynamic_batch(
+    artifact: Artifact,
+    sizes: Iterable[int],
+    tol: Tolerance,
+    say: Callable[[str], None] | None = None,
+    quiet_up_to: int | None = None,
+) -> CheckResult:
+    """Every batch size runs in onnxruntime, yields that batch size, and matches the batch-1 outputs row by row.
+    Sizes past `quiet_up_to` (the cost cap: --batch-max's release sizes) say their cost through `say` first."""
     sizes = list(sizes)
     problems: list[str] = []
     shapes: dict[int, list[int]] = {}
     errors: dict[int, float | None] = {}
+    per_item = inputs.gflops_per_item(artifact.variant, artifact.encoder)
     for size in sizes:
+        if say is not None and quiet_up_to is not None and size > quiet_up_to:
+            say(
+                f"{artifact.case.id}: dynamic_batch at batch {size}, {2 * size * per_item:.0f} GFLOP (the batch and "
+                "its batch-1 references) ..."
+            )
         try:
             shapes[size], comparison = rows_vs_singles(artifact, size, tol)
         except Exception as exc:  # noqa: BLE001 - a runtime failure at this size is the finding

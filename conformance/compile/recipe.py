@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from conformance.case import Case, Exporter, Target
+from conformance.isa import unsupported_target
 from conformance.versions import version_of
 
 # (fp32 graph, graph to write, case, settings) -> what the build found (fused counts, nodes kept, ...).
@@ -84,6 +85,9 @@ class Recipe:
             return f"{self.target} needs opset >= {self.min_opset}; the export is opset {case.opset}"
         if case.opset > self.max_opset:
             return f"{self.target} takes opset <= {self.max_opset}; the export is opset {case.opset} (pass --opset)"
+        isa = unsupported_target(str(self.target))
+        if isa:
+            return isa
         return self.precondition(case) if self.precondition else None
 
     def calibration_sha256(self, case: Case) -> str | None:

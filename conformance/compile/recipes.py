@@ -36,25 +36,33 @@ RECIPES: dict[Target, Recipe] = {
         ),
         Recipe(
             Target.INT8_DYNAMIC,
-            version=1,
+            # 2: 7-bit weights (reduce_range), so x86 CPUs without VNNI cannot saturate them (isa.toml)
+            version=2,
             tool="onnxruntime",
-            summary="quantize_dynamic: int8 per-channel weights, uint8 run-time activations (U8S8 QOperator) "
-            "on MatMul and Gemm; everything else fp32",
+            summary="quantize_dynamic: 7-bit int8 per-channel weights (reduce_range: exact on x86 with or without "
+            "VNNI), uint8 run-time activations (U8S8 QOperator) on MatMul and Gemm; everything else fp32",
             build=build_int8_dynamic,
-            settings={"op_types": ["MatMul", "Gemm"], "per_channel": True, "weight_type": "QInt8"},
+            settings={
+                "op_types": ["MatMul", "Gemm"],
+                "per_channel": True,
+                "weight_type": "QInt8",
+                "reduce_range": True,
+            },
         ),
         Recipe(
             Target.INT8_STATIC,
-            version=1,
+            version=2,  # 2: 7-bit weights (reduce_range); onnxruntime runs S8S8 QDQ as U8S8 on x86
             tool="onnxruntime",
-            summary="quantize_static: QDQ S8S8, per-channel weights, MinMax calibration on the suite's "
-            "deterministic inputs; MatMul, Gemm and Conv only, LayerNorm, Softmax and residual Adds fp32",
+            summary="quantize_static: QDQ S8S8, 7-bit per-channel weights (reduce_range: onnxruntime runs S8S8 as "
+            "U8S8 on x86, exact with or without VNNI), MinMax calibration on the suite's deterministic inputs; "
+            "MatMul, Gemm and Conv only, LayerNorm, Softmax and residual Adds fp32",
             build=build_int8_static,
             settings={
                 "op_types": ["MatMul", "Gemm", "Conv"],
                 "per_channel": True,
                 "weight_type": "QInt8",
                 "activation_type": "QInt8",
+                "reduce_range": True,
                 "calibration_items": 16,
                 "calibration_batch": 8,
             },
@@ -82,17 +90,18 @@ RECIPES: dict[Target, Recipe] = {
         ),
         Recipe(
             Target.OPENVINO_INT8,
-            version=1,
+            version=2,  # 2: overflow_fix enable (7-bit weights everywhere, not only the first layer)
             tool="nncf",
             summary="NNCF post-training quantisation of the ONNX graph (QDQ, model type transformer, preset "
-            "performance, SmoothQuant off), calibrated on the suite's deterministic inputs; run by OpenVINO's CPU "
-            "plugin",
+            "performance, SmoothQuant off, overflow_fix on every layer: 7-bit weights that CPUs without VNNI cannot "
+            "saturate), calibrated on the suite's deterministic inputs; run by OpenVINO's CPU plugin",
             build=build_openvino_int8,
             settings={
                 "device": "CPU",
                 "hint": "f32",
                 "preset": "performance",
                 "smooth_quant": False,
+                "overflow_fix": "enable",
                 "calibration_items": 16,
             },
             calibration=calibration_inputs,

@@ -1,0 +1,159 @@
+"""int8_saturation: full-range int8 weights, which x86 kernels without VNNI saturate, fail on any CPU; the 7-bit
+recipes pass; a recorded runtime option or a declared deployment ISA accepts the risk, and says so."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import numpy as np
+import pytest
+
+from conformance import inputs
+from conformance.case import Case, Exporter, Precision, Target
+from conformance.checks.saturation import check_int8_saturation
+from conformance.compile import recipes
+from conformance.compile.build import compile_to
+from conformance.encoders import EncoderKind
+from conformance.isa import saturation_rule
+from conformance.registry import BY_NAME
+from conformance.runtime import run_onnx, session
+from conformance.subject import Subject
+from tests.helpers import TINY_VIT, copy_artifact, good, synthetic
+
+INT8 = [Target.INT8_DYNAMIC, Target.INT8_STATIC, Target.OPENVINO_INT8]
+# What each recipe wrote before version 2: full-range int8 weights.
+VERSION_1: dict[Target, dict[str, Any]] = {
+    Target.INT8_DYNAMIC: {"reduce_range": False},
+    Target.INT8_STATIC: {"reduce_range": False},
+    Target.OPENVINO_INT8: {"overflow_fix": "disable"},
+}
+
+
+def _compile(cache, tmp_path, target: Target, encoder=EncoderKind.IMAGE, **settings):
+    source = good(cache, TINY_VIT, encoder)
+    recipe = recipes.RECIPES[target]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setitem(recipes.RECIPES, target, dataclasses.replace(recipe, settings={**recipe.settings, **settings}))
+        folder = tmp_path / f"{target}-{encoder}"
+        folder.mkdir()
+        return compile_to(folder, source.case.on(target), source)
+
+
+def vpmaddubsw_then_sum(activations: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """x86's u8 x s8 dot product without VNNI: each adjacent pair of products is added in int16 with saturation
+    (vpmaddubsw), the saturated pairs then summed in int32 (vpmaddwd with ones)."""
+    products = activations.astype(np.int32)[:, :, None] * weights.astype(np.int32)[None, :, :]
+    pairs = np.clip(products[:, 0::2] + products[:, 1::2], -32768, 32767)
+    return pairs.sum(axis=1)
+
+
+def test_the_rules_bound_is_exactly_where_pairs_of_products_stop_fitting_in_int16():
+    """The arithmetic behind isa.toml's [-64, 64]: worst-case activations (255) against weights at the bound are
+    exact; one step beyond, the emulated AVX2 kernel differs from the exact dot product."""
+    rule = saturation_rule()
+    worst = np.full((1, 64), 255, dtype=np.uint8)
+    for bound in (rule.weight_min, rule.weight_max):
+        weights = np.full((64, 3), bound, dtype=np.int8)
+        exact = worst.astype(np.int64) @ weights.astype(np.int64)
+        assert np.array_equal(vpmaddubsw_then_sum(worst, weights), exact)
+    beyond = np.full((64, 3), rule.weight_max + 1, dtype=np.int8)
+    assert not np.array_equal(vpmaddubsw_then_sum(worst, beyond), worst.astype(np.int64) @ beyond.astype(np.int64))
+
+
+@pytest.mark.parametrize("target", INT8, ids=str)
+def test_each_recipes_full_range_output_fails_and_its_7_bit_output_passes(tiny_cache, tmp_path, target):
+    """The negative control per recipe: what it wrote before version 2 fails, whatever CPU runs the check."""
+    old = _compile(tiny_cache, tmp_path, target, **VERSION_1[target])
+    result = check_int8_saturation(old)
+    assert not result.passed, result.message
+    assert "leave [-64, 64]" in result.message and "reduce_range" in result.message and "source:" in result.message
+    assert result.figures["outside_range"] > 0 and result.figures["examples"]
+    (tmp_path / "new").mkdir()
+    new = _compile(tiny_cache, tmp_path / "new", target)
+    result = check_int8_saturation(new)
+    assert result.passed and result.figures["outside_range"] == 0, result.message
+
+
+def test_uint8_weights_pass_and_a_graph_without_8_bit_weights_fails(tiny_cache, tmp_path):
+    """U8U8 widens to 16 bits before multiplying; an "int8" graph with no 8-bit weight is not one."""
+    u8u8 = _compile(tiny_cache, tmp_path, Target.INT8_DYNAMIC, weight_type="QUInt8", reduce_range=False)
+    result = check_int8_saturation(u8u8)
+    assert result.passed and result.figures["uint8_weight_tensors"] > 0 and "uint8" in result.message
+    fp32 = copy_artifact(good(tiny_cache, TINY_VIT, "image"), tmp_path / "fp32")
+    fp32.case = fp32.case.on(Target.INT8_DYNAMIC)
+    result = check_int8_saturation(fp32)
+    assert not result.passed and "no 8-bit weight" in result.message
+
+
+def test_a_recorded_runtime_option_is_set_by_the_suite_and_accepts_the_risk_on_onnxruntime_only(tiny_cache, tmp_path):
+    old = _compile(tiny_cache, tmp_path, Target.INT8_DYNAMIC, reduce_range=False)
+    assert old.compiled is not None
+    old.compiled["runtime_options"] = {"session.x64quantprecision": "1"}
+    result = check_int8_saturation(old)
+    assert result.passed and "session.x64quantprecision=1" in result.message and "deployment" in result.message
+    opened = session(old)
+    assert opened.get_session_options().get_session_config_entry("session.x64quantprecision") == "1"
+    assert np.isfinite(run_onnx(old, inputs.batch_for(TINY_VIT, EncoderKind.IMAGE, 2))).all()
+    old.compiled["runtime_options"] = {"session.x64quantprecision": "0"}
+    assert not check_int8_saturation(old).passed
+    ov = _compile(tiny_cache, tmp_path, Target.OPENVINO_INT8, overflow_fix="disable")
+    assert ov.compiled is not None
+    ov.compiled["runtime_options"] = {"session.x64quantprecision": "1"}  # OpenVINO would ignore it
+    assert not check_int8_saturation(ov).passed
+
+
+def test_a_declared_deployment_isa_with_vnni_accepts_the_risk_and_one_without_does_not(tiny_cache, tmp_path):
+    old = _compile(tiny_cache, tmp_path, Target.INT8_STATIC, reduce_range=False)
+    accepted = check_int8_saturation(old, deploy_isa=frozenset({"avx512_vnni", "avx2"}))
+    assert accepted.passed and "risk accepted" in accepted.message and "avx512_vnni" in accepted.message
+    assert not check_int8_saturation(old, deploy_isa=frozenset({"avx2", "avx512f"})).passed
+    subject = Subject(old.case, synthetic(TINY_VIT).model, {EncoderKind.IMAGE: old}, deploy_isa=frozenset({"amx_int8"}))
+    assert BY_NAME["int8_saturation"].execute(subject, None).passed
+
+
+def test_the_rule_applies_to_every_int8_target_and_nothing_else():
+    check = BY_NAME["int8_saturation"]
+    for target in Target:
+        case = Case(TINY_VIT, EncoderKind.IMAGE, Exporter.DYNAMO).on(target)
+        assert check.applies(case) == (target.precision == Precision.INT8), target
+
+
+def _load_time_quantised(folder, scale: float):
+    """float weights -> QuantizeLinear -> DequantizeLinear -> MatMul: the integers exist only once a runtime folds
+    the QuantizeLinear at load, which the rule must compute (round(w / scale) + zero point) to see."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    from conformance.artifact import Artifact
+    from conformance.weights import Provenance
+
+    weights = np.linspace(-1.0, 1.0, 12, dtype=np.float32).reshape(4, 3)
+    graph = helper.make_graph(
+        [
+            helper.make_node("QuantizeLinear", ["w", "scale", "zero"], ["w_q"]),
+            helper.make_node("DequantizeLinear", ["w_q", "scale", "zero"], ["w_dq"]),
+            helper.make_node("MatMul", ["image", "w_dq"], ["output"]),
+        ],
+        "load-time",
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["batch", 4])],
+        [helper.make_tensor_value_info("output", TensorProto.FLOAT, ["batch", 3])],
+        [
+            numpy_helper.from_array(weights, "w"),
+            numpy_helper.from_array(np.array(scale, np.float32), "scale"),
+            numpy_helper.from_array(np.array(0, np.int8), "zero"),
+        ],
+    )
+    folder.mkdir()
+    onnx.save(
+        helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8), folder / "model.onnx"
+    )
+    case = Case(TINY_VIT, EncoderKind.IMAGE, Exporter.DYNAMO).on(Target.INT8_STATIC)
+    return Artifact(folder, case, Provenance.synthetic(0), None, None)
+
+
+def test_weights_quantised_at_load_time_are_computed_not_missed(tmp_path):
+    full = check_int8_saturation(_load_time_quantised(tmp_path / "full", 1.0 / 127))
+    assert not full.passed and "spans [-127, 127]" in full.message
+    seven_bit = check_int8_saturation(_load_time_quantised(tmp_path / "seven", 1.0 / 64))
+    assert seven_bit.passed and seven_bit.figures["int8_weight_tensors"] == 1, seven_bit.message
