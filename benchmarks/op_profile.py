@@ -26,7 +26,7 @@ from conformance.runtime import threads
 def profile(onnx_path: Path, feed: dict[str, object], rounds: int) -> dict[str, float]:
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads()
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options.add_session_config_entry("session.force_spinning_stop", "1")  # as the suite's sessions
     options.enable_profiling = True
     session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
     for _ in range(rounds):

@@ -25,7 +25,7 @@ from conformance.checks.contract import check_io_contract
 from conformance.checks.extremes import check_finite_extremes
 from conformance.checks.fusions import FUSED_OPS, check_fusions
 from conformance.checks.known_answer import check_known_answer
-from conformance.checks.latency import check_latency_of
+from conformance.checks.latency_gate import check_latency_of
 from conformance.checks.parity import check_parity, check_zero_shot_agreement
 from conformance.checks.precision import check_realised_precision
 from conformance.checks.projection import (
@@ -206,9 +206,7 @@ def _bundle_integrity(weights: Path | None, folder: Path) -> CheckResult:
 
 
 def _latency(s: Subject, t: Any) -> CheckResult:
-    return check_latency_of(
-        s.artifact, s.model, t.plan, t.gate, t.timer, t.baseline, t.baseline_tolerance, source=s.source
-    )
+    return check_latency_of(s.artifact, s.model, t.plan, t.gates, t.timer, source=s.source)
 
 
 def _repeatability(s: Subject, _: None) -> CheckResult:

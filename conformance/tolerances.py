@@ -47,28 +47,35 @@ def tolerance(check: str, context: dict[str, str], table: dict[str, Any] | None 
 
 @dataclass(frozen=True)
 class LatencyGate:
+    """The coarse gate: the most a graph's p50 may be, as a multiple of torch eager's in the same rounds."""
+
     max_ratio: float
     reason: str
 
 
-def _gate_matches(gate: dict[str, Any], variant: str, encoder: str, batch: int, target: str) -> bool:
-    return (
-        gate.get("encoder", encoder) == encoder
-        and gate.get("variant", variant) == variant
-        and gate.get("target", target) == target
-        and int(gate.get("batch_min", 1)) <= batch <= int(gate.get("batch_max", batch))
-    )
+@dataclass(frozen=True)
+class SpeedupGate:
+    """The least speed-up a compile target of `precision` must show over its own fp32 export, in the same rounds,
+    on a CPU with the precision's acceleration (isa.toml)."""
+
+    precision: str
+    min_speedup: float
+    reason: str
 
 
-def latency_gate(
-    *, variant: str, encoder: str, batch: int, target: str = "onnx", table: dict[str, Any] | None = None
-) -> LatencyGate:
-    """The last matching `[[gate]]` of `latency_gates.toml` for this case."""
+def latency_gate(table: dict[str, Any] | None = None) -> LatencyGate:
+    """`latency_gates.toml`'s [coarse] gate: the same for every case, so that it holds on every machine."""
     data = table if table is not None else _load("latency_gates.toml")
-    matching = [g for g in data["gate"] if _gate_matches(g, variant, encoder, batch, target)]
-    if not matching:
-        raise KeyError(f"no latency gate for {variant} {encoder} batch {batch} target {target}")
-    return LatencyGate(float(matching[-1]["max_ratio"]), str(matching[-1]["reason"]))
+    return LatencyGate(float(data["coarse"]["max_ratio"]), str(data["coarse"]["reason"]))
+
+
+def speedup_gate(precision: str, table: dict[str, Any] | None = None) -> SpeedupGate | None:
+    """The [[speedup]] entry for a precision, or None (fp32 and fp16 targets gain nothing to gate on a CPU)."""
+    data = table if table is not None else _load("latency_gates.toml")
+    found = [g for g in data.get("speedup", []) if g["precision"] == precision]
+    if not found:
+        return None
+    return SpeedupGate(precision, float(found[-1]["min"]), str(found[-1]["reason"]))
 
 
 @dataclass(frozen=True)
@@ -77,6 +84,7 @@ class Rounds:
     min_rounds: int
     max_rounds: int
     budget_s: float
+    looks: int  # planned looks at the rounds (each doubling them, within max_rounds) before "inconclusive"
 
 
 @dataclass(frozen=True)
@@ -89,6 +97,7 @@ class Limits:
     latency_gflops: float
     latency_min: int
     baseline_tolerance: float
+    alpha: float
     rounds: dict[str, Rounds]
     quick_exporter: str
 
@@ -103,6 +112,7 @@ def limits() -> Limits:
             int(latency[mode]["min_rounds"]),
             int(latency[mode]["max_rounds"]),
             float(latency[mode]["budget_s"]),
+            int(latency[mode]["looks"]),
         )
         for mode in ("quick", "full")
     }
@@ -115,6 +125,7 @@ def limits() -> Limits:
         float(latency["gflops_cap"]),
         int(latency["min_batch"]),
         float(latency["baseline_tolerance"]),
+        float(latency["alpha"]),
         modes,
         str(latency["quick"]["exporter"]),
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import platform
+import re
 from collections.abc import Iterable
 from functools import cache
 from importlib import metadata
@@ -63,6 +64,27 @@ def recorded_flags(flags: Iterable[str] | None = None) -> list[str]:
     `flags`, has: what the environment header, results.json and the report show."""
     have = set(cpu_flags() if flags is None else flags)
     return [flag for flag in data_file("isa.toml")["recorded"] if flag in have]
+
+
+def machine_fingerprint(threads: int) -> dict[str, object]:
+    """What a latency baseline is keyed on: the CPU (model name, family and model number), the ISA flags that
+    matter, and the thread count the graphs ran with."""
+    return {
+        "cpu": cpu_model(),
+        "family": cpuinfo_field("cpu family"),
+        "model": cpuinfo_field("model"),
+        "isa": recorded_flags(),
+        "threads": threads,
+    }
+
+
+def fingerprint_slug(fingerprint: dict[str, object]) -> str:
+    """A folder name for a fingerprint, readable and unique to it (`.benchmarks/<machine>/` as pytest-benchmark
+    lays baselines out, but naming the CPU): AMD-EPYC-f26m2-avx2.fma.avx512f...-2t."""
+    cpu = re.sub(r"[^A-Za-z0-9]+", "-", str(fingerprint.get("cpu", "unknown"))).strip("-") or "unknown"
+    flags = fingerprint.get("isa") or []
+    isa = (".".join(str(f) for f in flags) if isinstance(flags, list | tuple) else str(flags)) or "noisa"
+    return f"{cpu}-f{fingerprint.get('family')}m{fingerprint.get('model')}-{isa}-{fingerprint.get('threads')}t"
 
 
 def thread_count() -> int:

@@ -96,7 +96,7 @@ def _chain_seconds_per_repeat(x, width: int, repeats: int = 32) -> float:
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
         weights,
     )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 20)])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 20)], ir_version=9)  # IR 9: opset 20
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads()
     session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])

@@ -37,7 +37,12 @@ def shards(tmp_path_factory, repo_root) -> dict[str, Path]:
                         "exporter": "torchscript",
                         "opset": 20,
                         "check": "latency",
-                        "figures": {"batch": 1, "ort_threads": thread_count(), "ort": {"p50_ms": 1e-6}},
+                        "figures": {
+                            "batch": 1,
+                            "ort_threads": thread_count(),
+                            "ort": {"p50_ms": 1e-6},
+                            "ratio_p50": 1e-6,
+                        },
                     }
                 ],
             }
@@ -86,7 +91,7 @@ def test_run_writes_results_junit_and_html(shards):
     assert saturation["outcome"] == "passed" and saturation["figures"]["outside_range"] == 0
     by_id = {t["nodeid"].split("::")[-1]: t for t in doc["tests"]}
     gated = by_id["test_latency[tiny-vit-image-torchscript-op20-batch1]"]
-    assert gated["outcome"] == "failed" and "exceeds baseline" in gated["message"]
+    assert gated["outcome"] == "failed" and "the baseline's" in gated["message"]
     parity = by_id["test_parity[tiny-vit-image-torchscript-op20]"]
     assert parity["outcome"] == "passed" and parity["figures"]["max_abs_err"] < 3e-5
     assert parity["variant"] == "tiny-vit" and parity["encoder"] == "image" and parity["opset"] == 20
@@ -198,7 +203,7 @@ def test_report_renders_in_chromium(shards):
         message = failed.locator(".msg").first
         assert not message.is_visible()
         failed.locator("summary").click()
-        assert message.is_visible() and "exceeds baseline" in message.inner_text()
+        assert message.is_visible() and "the baseline's" in message.inner_text()
         assert page.locator("#latency-chart rect").count() >= 2
         assert "synthetic weights, seed 0" in page.locator("#provenance").inner_text()
         page.screenshot(path=str(screenshot), full_page=True)

@@ -56,7 +56,7 @@ def test_limits_load_with_their_values():
 
     caps = limits()
     assert (caps.batch_gflops, caps.batch_min, caps.latency_gflops, caps.latency_min) == (160.0, 2, 80.0, 1)
-    assert caps.baseline_tolerance == 0.10 and caps.quick_exporter == "dynamo"
+    assert caps.baseline_tolerance == 0.25 and caps.quick_exporter == "dynamo" and caps.alpha == 0.05
     assert caps.rounds["quick"].min_rounds >= 5 and caps.rounds["full"].min_rounds > caps.rounds["quick"].min_rounds
 
 

@@ -1,0 +1,188 @@
+"""The latency verdicts (bootstrap intervals, planned looks, inconclusive) and baselines (recorded on purpose,
+keyed by the machine, found automatically, never overwritten by an ordinary run)."""
+
+import json
+import warnings
+
+import pytest
+
+from conformance.case import Case, Exporter
+from conformance.checks import latency_gate as gate_module
+from conformance.checks.latency import LatencyPlan
+from conformance.checks.latency_gate import BaselineMatch, Gates, check_latency, check_latency_of
+from conformance.checks.latency_verdict import Decision, Gate, Verdict, at_least, at_most, interval
+from conformance.encoders import EncoderKind
+from conformance.tolerances import LatencyGate, SpeedupGate
+from conformance.versions import cpu_model, fingerprint_slug, machine_fingerprint
+from fixtures import baselines
+from fixtures.latency import LatencySettings, warn_about_baseline_coverage
+from tests.helpers import TINY_VIT, good, pytest_run, synthetic
+
+COARSE = LatencyGate(3.0, "test coarse gate")
+
+
+def _figures(ratios, speedups=None, batch=8):
+    figures = {
+        "batch": batch,
+        "round_ratios": ratios,
+        "ratio_p50": sorted(ratios)[len(ratios) // 2],
+        "ort": {"p50_ms": 10.0, "rounds": len(ratios)},
+        "torch": {"p50_ms": 20.0},
+    }
+    if speedups is not None:
+        figures.update(round_speedups=speedups, speedup_vs_fp32=sorted(speedups)[len(speedups) // 2])
+    return figures
+
+
+def test_an_interval_decides_only_when_it_lies_wholly_on_one_side():
+    steady = interval([0.5] * 9, 0.98)
+    assert steady == (0.5, 0.5) and at_most(3.0, steady) == Decision.PASSED
+    assert at_most(1.1, interval([1.3, 1.35, 1.4, 1.32, 1.38], 0.98)) == Decision.FAILED
+    assert at_most(1.1, interval([0.9, 1.3, 1.0, 1.25, 1.05, 1.2, 0.95], 0.98)) == Decision.INCONCLUSIVE
+    assert at_least(1.3, interval([2.1, 2.3, 2.2], 0.98)) == Decision.PASSED
+    assert at_least(1.3, interval([1.0, 1.02, 0.98], 0.98)) == Decision.FAILED
+    assert at_most(3.0, interval([0.5, float("nan"), 0.5], 0.98)) == Decision.FAILED  # NaN is never within
+
+
+def test_a_baseline_gate_divides_by_the_recorded_ratio():
+    gate = Gate("baseline", "round_ratios", 1.1, True, "recorded", scale=0.5)
+    assert gate.decide(_figures([0.5] * 7), 0.98)[0] == Decision.PASSED
+    assert gate.decide(_figures([0.85] * 7), 0.98)[0] == Decision.FAILED  # 1.7x the baseline's 0.5
+
+
+def test_each_gate_says_why_it_failed():
+    gates = Gates(COARSE, SpeedupGate("int8", 1.3, "int8 reason"), baseline=BaselineMatch(0.5, source="b.json"))
+    result = check_latency(_figures([3.4] * 7, speedups=[1.0] * 7), gates)
+    assert not result.passed
+    assert "above the coarse gate 3.0x at batch 8: test coarse gate" in result.message
+    assert "below the int8 speed-up gate 1.3x" in result.message and "baseline b.json" in result.message
+    assert result.figures["gates"]["speedup"]["decision"] == "failed"
+
+
+def test_undecided_gates_get_more_rounds_then_say_inconclusive_and_fail_only_strictly(tiny_cache, monkeypatch):
+    """Planned looks: while a gate straddles its bound the rounds double (5, 10, 20 within a maximum of 30),
+    three looks at most; then the result is inconclusive: passed with the interval, failed under --strict-xfails."""
+    undecided = Verdict({"coarse": Decision.INCONCLUSIVE}, {"coarse": (0.9, 3.2)})
+    monkeypatch.setattr(gate_module, "judge", lambda *_: undecided)
+    artifact, model = good(tiny_cache, TINY_VIT, "image"), synthetic(TINY_VIT).model
+    plan = LatencyPlan(batch=1, min_rounds=5, warmup=0, max_rounds=30)
+    result = check_latency_of(artifact, model, plan, Gates(COARSE, looks=3))
+    assert result.passed and result.figures["looks"] == 3 and result.figures["ort"]["rounds"] == 20
+    assert result.message.startswith("inconclusive after 20 rounds (coarse interval [0.90, 3.20])")
+    strict = check_latency_of(artifact, model, plan, Gates(COARSE, looks=3, strict=True))
+    assert not strict.passed and "inconclusive under --strict-xfails" in strict.message
+    assert Gates(COARSE, alpha=0.05, looks=3).confidence == pytest.approx(1 - 0.05 / 3)
+
+
+def _tests(ratio=0.5, threads=2, outcome="passed"):
+    case = Case(TINY_VIT, EncoderKind.IMAGE, Exporter.DYNAMO)
+    figures = {"batch": 1, "ort_threads": threads, "ratio_p50": ratio, "round_ratios": [ratio] * 5}
+    return [{**case.record(), "nodeid": "x", "check": "latency", "outcome": outcome, "figures": figures}]
+
+
+def test_a_recorded_baseline_is_found_by_this_machines_fingerprint_and_matched_by_case(tmp_path):
+    [path] = baselines.record(tmp_path, _tests(0.5, threads=2))
+    assert path == tmp_path / fingerprint_slug(machine_fingerprint(2)) / "latency-baseline.json"
+    assert baselines.find(tmp_path, 2) == path and cpu_model().split()[0] in path.parent.name
+    recorded = baselines.load_recorded(path)
+    settings = LatencySettings("quick", 0.10, recorded)
+    case = Case(TINY_VIT, EncoderKind.IMAGE, Exporter.TORCHSCRIPT)  # another exporter: another case
+    assert settings.baseline_for(case, 1, 2).skipped is not None
+    same = Case(TINY_VIT, EncoderKind.IMAGE, Exporter.DYNAMO)
+    match = settings.baseline_for(same, 1, 2)
+    assert match.ratio == 0.5 and match.note is None
+    assert "another machine" in str(settings.baseline_for(same, 1, 3).skipped)  # another thread count
+    assert baselines.record(tmp_path / "none", _tests(outcome="failed")) == []  # a failing run records nothing
+
+
+def test_another_cpu_is_refused_and_other_versions_are_compared_and_named(tmp_path):
+    [path] = baselines.record(tmp_path, _tests())
+    doc = json.loads(path.read_text())
+    doc["versions"]["onnxruntime"] = "1.30.0"
+    path.write_text(json.dumps(doc))
+    noted = LatencySettings("quick", 0.10, baselines.load_recorded(path)).baseline_for(
+        Case(TINY_VIT, EncoderKind.IMAGE, Exporter.DYNAMO), 1, 2
+    )
+    assert noted.ratio == 0.5 and "onnxruntime 1.30.0 -> " in str(noted.note)
+    doc["fingerprint"]["isa"] = ["avx2"]
+    path.write_text(json.dumps(doc))
+    settings = LatencySettings("quick", 0.10, baselines.load_recorded(path), required=True)
+    other = settings.baseline_for(Case(TINY_VIT, EncoderKind.IMAGE, Exporter.DYNAMO), 1, 2)
+    assert other.ratio is None and "isa ['avx2'] there" in str(other.skipped) and other.required
+    result = check_latency(_figures([0.5] * 5), Gates(COARSE, baseline=other))
+    assert not result.passed and "a latency baseline was required" in result.message
+    path.write_text("{broken")
+    with pytest.raises(pytest.UsageError, match="record it again"):
+        baselines.load_recorded(path)
+
+
+def test_without_a_baseline_only_the_coarse_gate_applies_and_the_result_says_so():
+    settings = LatencySettings("quick", 0.10, searched="/ci/cache/x/latency-baseline.json does not exist")
+    match = settings.baseline_for(Case(TINY_VIT, EncoderKind.IMAGE, Exporter.DYNAMO), 8, 2)
+    result = check_latency(_figures([0.5] * 5), Gates(COARSE, baseline=match))
+    assert result.passed and "no fine gate: no latency baseline for this machine: /ci/cache" in result.message
+
+
+def _results_doc(cpu: str, threads: int) -> dict:
+    return {
+        "schema": "clip-conformance-results/2",
+        "environment": {"cpu": cpu},
+        "tests": [
+            {
+                **Case(TINY_VIT, EncoderKind.IMAGE, Exporter.DYNAMO).record(),
+                "nodeid": "dist/v1-tiny-vit-image-dynamo-op20-batch1",
+                "check": "latency",
+                "figures": {"batch": 1, "ort_threads": threads, "ort": {"p50_ms": 4.0}, "ratio_p50": 0.4},
+            },
+            {"nodeid": "b", "check": "parity", "figures": {}},
+        ],
+    }
+
+
+def test_an_earlier_results_json_still_serves_as_a_baseline(tmp_path):
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps(_results_doc(cpu_model(), 2)))
+    loaded = baselines.load_results(path)
+    assert loaded.ratios == {("tiny-vit", "image", "dynamo", 20, "fp32", "onnx", "dynamic", 1): 0.4}
+    assert (
+        LatencySettings("quick", 0.10, loaded)
+        .baseline_for(Case(TINY_VIT, EncoderKind.IMAGE, Exporter.DYNAMO), 1, 2)
+        .ratio
+        == 0.4
+    )
+    path.write_text(json.dumps(_results_doc("Some Other CPU", 2)))
+    other = LatencySettings("quick", 0.10, baselines.load_results(path), strict=True)
+    assert "Some Other CPU" in str(other.baseline_for(Case(TINY_VIT, EncoderKind.IMAGE, Exporter.DYNAMO), 1, 2).skipped)
+    path.write_text(json.dumps({**_results_doc("cpu", 2), "schema": "clip-conformance-results/1"}))
+    with pytest.raises(pytest.UsageError, match="written by an older version of this suite"):
+        baselines.load_results(path)
+    case = Case(TINY_VIT, EncoderKind.IMAGE, Exporter.DYNAMO)
+    path.write_text(json.dumps(_results_doc(cpu_model(), 2)))
+    with pytest.warns(UserWarning, match="matches none of this run's latency cases"):
+        warn_about_baseline_coverage(baselines.load_results(path), [(case, 8)])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        warn_about_baseline_coverage(baselines.load_results(path), [(case, 1)])
+
+
+def test_a_baseline_is_recorded_on_purpose_and_found_by_the_next_run(repo_root, tmp_path):
+    """`--latency-record-baseline` writes one; an ordinary run with the same folder only reads it; a run that
+    requires one fails where this machine has none."""
+    root = tmp_path / "baselines"
+    common = ("--variant", "tiny-vit", "--exporter", "dynamo", "-k", "latency and image", f"--latency-baselines={root}")
+    run = pytest_run(repo_root, *common, "--latency-record-baseline", f"--report-dir={tmp_path / 'r1'}")
+    assert run.returncode == 0 and "latency baseline recorded" in run.stdout, run.stdout[-3000:]
+    [recorded] = list(root.glob("*/latency-baseline.json"))
+    before = recorded.stat().st_mtime_ns
+    run = pytest_run(repo_root, *common, f"--report-dir={tmp_path / 'r2'}")
+    assert run.returncode == 0 and recorded.stat().st_mtime_ns == before, run.stdout[-3000:]
+    [test] = [t for t in json.loads((tmp_path / "r2" / "results.json").read_text())["tests"] if t["check"] == "latency"]
+    assert test["figures"]["baseline_ratio"] and "the baseline's paired ratio" in test["message"]
+    run = pytest_run(
+        repo_root,
+        *common[:-1],
+        f"--latency-baselines={tmp_path / 'empty'}",
+        "--latency-require-baseline",
+        f"--report-dir={tmp_path / 'r3'}",
+    )
+    assert run.returncode == 1 and "a latency baseline was required" in run.stdout, run.stdout[-3000:]
