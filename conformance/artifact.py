@@ -56,7 +56,7 @@ class Artifact:
         """onnxruntime session config entries the graph records it must run with (`compiled.runtime_options`,
         from its recipe or its bundle's manifest): the suite sets them, and every deployment must."""
         recorded = (self.compiled or {}).get("runtime_options") or {}
-        return {str(k): str(v) for k, v in dict(recorded).items()}
+        return {str(k): str(v) for k, v in recorded.items()} if isinstance(recorded, dict) else {}
 
     @property
     def input_name(self) -> str:

@@ -254,10 +254,13 @@ def release_sizes(batch_max: int) -> list[int]:
 
 def batch_sizes(variant: Variant, encoder: EncoderKind, batch_max: int | None = None) -> list[int]:
     """The fixed sizes to try: every size 1 .. swept_up_to, the larger `also` sizes the cost cap allows, and with
-    --batch-max N the release sizes up to N, past the cap."""
+    --batch-max N, past the cap, every size up to min(N, sweep_max) (the sweep the cap cut short on the costly
+    towers) and the release sizes up to N."""
     cap = max_batch(variant, encoder)
     sizes = set(range(1, swept_up_to(variant, encoder) + 1)) | {n for n in limits().batch_also if n <= cap}
-    return sorted(sizes | set(release_sizes(batch_max) if batch_max else ()))
+    if batch_max:
+        sizes |= set(range(1, min(batch_max, limits().sweep_max) + 1)) | set(release_sizes(batch_max))
+    return sorted(sizes)
 
 
 def drawn_batch_range(variant: Variant, encoder: EncoderKind) -> tuple[int, int] | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,9 +17,9 @@ class Tolerance:
     rtol: float = 0.0
     min_cosine: float = -1.0  # no bound
     reason: str = "default"
-    # Scale-aware term: each element may also be off by this fraction of its reference row's RMS. fp32 rounding
-    # error grows with the activations' magnitude and with the depth a value went through, and how much of it
-    # there is depends on the kernels each CPU's ISA gets (tolerances.toml has the measurements).
+    # Scale-aware term: each element may also be off by this fraction of its reference row's scale (row_rms).
+    # fp32 rounding error grows with the activations' magnitude and with the depth a value went through, and how
+    # much of it there is depends on the kernels each CPU's ISA gets (tolerances.toml has the measurements).
     norm_rtol: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
@@ -31,11 +32,20 @@ class Tolerance:
         }
 
 
+MAD_TO_RMS = 1.4826  # median |x| of a normal sample times this is its standard deviation
+
+
 def row_rms(array: np.ndarray) -> np.ndarray:
-    """Each row's root-mean-square over its finite elements, as a column that broadcasts against the row."""
+    """Each row's scale, robustly: 1.4826 x the median |x| of its finite elements (the RMS of a Gaussian row, but
+    one huge element cannot inflate it and with it the allowance of every other element), as a column."""
     rows = _rows(array).astype(np.float64)
-    finite = np.where(np.isfinite(rows), rows, 0.0)
-    return np.sqrt((finite**2).mean(axis=1, keepdims=True)) if rows.shape[1] else np.zeros((len(rows), 1))
+    if not rows.shape[1]:
+        return np.zeros((len(rows), 1))
+    magnitude = np.where(np.isfinite(rows), np.abs(rows), np.nan)
+    with warnings.catch_warnings():  # an all-NaN row has no scale (0): its NaNs fail the comparison anyway
+        warnings.simplefilter("ignore", RuntimeWarning)
+        scale = MAD_TO_RMS * np.nanmedian(magnitude, axis=1, keepdims=True)
+    return np.nan_to_num(scale, nan=0.0)
 
 
 @dataclass
@@ -83,8 +93,8 @@ def error_figures(actual: np.ndarray, expected: np.ndarray) -> dict[str, float]:
     cosine = np.where(both_zero, 1.0, (a_rows * e_rows).sum(axis=1) / np.maximum(a_norm * e_norm, 1e-300))
     scale = row_rms(expected)
     return {
-        # the error in units of its row's RMS: what the scale-aware term `norm_rtol` bounds
-        "max_err_over_row_rms": float((diff / np.maximum(scale, 1e-30)).max(initial=0.0)),
+        # the error in units of its row's scale (row_rms): what the scale-aware term `norm_rtol` bounds
+        "max_err_over_row_scale": float((diff / np.maximum(scale, 1e-30)).max(initial=0.0)),
         "max_abs_err": float(diff.max(initial=0.0)),
         "max_rel_err": float(rel.max(initial=0.0)),
         "min_cosine": float(cosine.min(initial=1.0)),

@@ -132,7 +132,7 @@ def _io_contract(s: Subject, _: None) -> CheckResult:
 
 def _dynamic_batch(s: Subject, _: None) -> CheckResult:
     sizes = inputs.batch_sizes(s.variant, s.artifact.encoder, s.batch_max)
-    cap = inputs.max_batch(s.variant, s.artifact.encoder)
+    cap = max(inputs.max_batch(s.variant, s.artifact.encoder), inputs.swept_up_to(s.variant, s.artifact.encoder))
     return check_dynamic_batch(s.artifact, sizes, _tolerance(s, "dynamic_batch"), say=s.progress, quiet_up_to=cap)
 
 

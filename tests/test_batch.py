@@ -157,6 +157,16 @@ def test_a_graph_wrong_only_past_the_cost_cap_fails_with_batch_max_and_passes_wi
     assert all("GFLOP" in line for line in said)
 
 
+def test_batch_max_also_fills_the_sweep_the_cost_cap_cut_short():
+    """ViT-L/14's image tower sweeps only 1 .. 3 by default (its cap is 2): a release run sweeps 1 .. 8 there too."""
+    from conformance.variants import get
+
+    vit_l = get("ViT-L/14")
+    assert inputs.batch_sizes(vit_l, EncoderKind.IMAGE) == [1, 2, 3]
+    assert inputs.batch_sizes(vit_l, EncoderKind.IMAGE, batch_max=64) == [*range(1, 9), 16, 32, 33, 64]
+    assert inputs.batch_sizes(vit_l, EncoderKind.IMAGE, batch_max=5) == [1, 2, 3, 4, 5]
+
+
 def test_release_sizes_stop_at_batch_max_and_include_it():
     assert inputs.release_sizes(40) == [16, 32, 33, 40]
     assert inputs.release_sizes(64) == [16, 32, 33, 64]

@@ -35,13 +35,32 @@ def _figures(ratios, speedups=None, batch=8):
 
 
 def test_an_interval_decides_only_when_it_lies_wholly_on_one_side():
-    steady = interval([0.5] * 9, 0.98)
+    """The median's order-statistic interval: [min, max] at 7 rounds (98.3%), robust to two outliers a side at 14;
+    below 7 rounds nothing is decided; a NaN round or a NaN bound is a failure, never "within"."""
+    steady = interval([0.5] * 9, 0.983)
     assert steady == (0.5, 0.5) and at_most(3.0, steady) == Decision.PASSED
-    assert at_most(1.1, interval([1.3, 1.35, 1.4, 1.32, 1.38], 0.98)) == Decision.FAILED
-    assert at_most(1.1, interval([0.9, 1.3, 1.0, 1.25, 1.05, 1.2, 0.95], 0.98)) == Decision.INCONCLUSIVE
-    assert at_least(1.3, interval([2.1, 2.3, 2.2], 0.98)) == Decision.PASSED
-    assert at_least(1.3, interval([1.0, 1.02, 0.98], 0.98)) == Decision.FAILED
-    assert at_most(3.0, interval([0.5, float("nan"), 0.5], 0.98)) == Decision.FAILED  # NaN is never within
+    assert interval([3.0, 1.0, 2.0, 5.0, 4.0, 7.0, 6.0], 0.983) == (1.0, 7.0)
+    assert interval([*range(1, 13), 100, 200], 0.983) == (3.0, 12.0)  # two outliers each side left out
+    assert interval([0.5] * 6, 0.983) == (float("-inf"), float("inf"))
+    assert at_most(3.0, interval([0.5] * 6, 0.983)) == Decision.INCONCLUSIVE
+    assert at_most(1.1, interval([1.3, 1.35, 1.4, 1.32, 1.38, 1.31, 1.36], 0.983)) == Decision.FAILED
+    assert at_most(1.1, interval([0.9, 1.3, 1.0, 1.25, 1.05, 1.2, 0.95], 0.983)) == Decision.INCONCLUSIVE
+    assert at_least(1.3, interval([2.1, 2.3, 2.2, 2.0, 2.4, 2.2, 2.1], 0.983)) == Decision.PASSED
+    assert at_least(1.3, interval([1.0, 1.02, 0.98, 1.01, 0.99, 1.0, 1.03], 0.983)) == Decision.FAILED
+    assert at_most(3.0, interval([0.5, float("nan"), *[0.5] * 6], 0.983)) == Decision.FAILED
+    assert at_most(float("nan"), steady) == Decision.FAILED and at_least(float("inf"), steady) == Decision.FAILED
+
+
+def test_the_interval_errs_at_most_at_its_stated_rate_per_side():
+    """Rounds drawn with their true median exactly on the bound: a decision either way is wrong. Its rate per
+    side must stay within (1 - confidence) / 2 at every round count the looks use."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    for n in (7, 14, 28, 15, 30):
+        rounds = rng.lognormal(0.0, 0.1, (4000, n))  # median 1.0
+        wrong = sum(at_most(1.0, interval(r, 0.983)) == Decision.FAILED for r in rounds) / len(rounds)
+        assert wrong <= 0.0085 + 0.004, (n, wrong)  # 0.85% per side, with the simulation's own error
 
 
 def test_a_baseline_gate_divides_by_the_recorded_ratio():
@@ -112,14 +131,14 @@ def test_another_cpu_is_refused_and_other_versions_are_compared_and_named(tmp_pa
     result = check_latency(_figures([0.5] * 5), Gates(COARSE, baseline=other))
     assert not result.passed and "a latency baseline was required" in result.message
     path.write_text("{broken")
-    with pytest.raises(pytest.UsageError, match="record it again"):
+    with pytest.raises(pytest.UsageError, match="delete it, or record a new one"):
         baselines.load_recorded(path)
 
 
 def test_without_a_baseline_only_the_coarse_gate_applies_and_the_result_says_so():
     settings = LatencySettings("quick", 0.10, searched="/ci/cache/x/latency-baseline.json does not exist")
     match = settings.baseline_for(Case(TINY_VIT, EncoderKind.IMAGE, Exporter.DYNAMO), 8, 2)
-    result = check_latency(_figures([0.5] * 5), Gates(COARSE, baseline=match))
+    result = check_latency(_figures([0.5] * 7), Gates(COARSE, baseline=match))
     assert result.passed and "no fine gate: no latency baseline for this machine: /ci/cache" in result.message
 
 
@@ -132,6 +151,7 @@ def _results_doc(cpu: str, threads: int) -> dict:
                 **Case(TINY_VIT, EncoderKind.IMAGE, Exporter.DYNAMO).record(),
                 "nodeid": "dist/v1-tiny-vit-image-dynamo-op20-batch1",
                 "check": "latency",
+                "outcome": "passed",
                 "figures": {"batch": 1, "ort_threads": threads, "ort": {"p50_ms": 4.0}, "ratio_p50": 0.4},
             },
             {"nodeid": "b", "check": "parity", "figures": {}},
@@ -186,3 +206,47 @@ def test_a_baseline_is_recorded_on_purpose_and_found_by_the_next_run(repo_root, 
         f"--report-dir={tmp_path / 'r3'}",
     )
     assert run.returncode == 1 and "a latency baseline was required" in run.stdout, run.stdout[-3000:]
+
+
+def test_recording_merges_and_never_lets_a_regression_or_a_corrupt_ratio_in(tmp_path):
+    """A case that failed (or was undecided) keeps the ratio it had; a run of other cases leaves it alone; a ratio
+    that is not a positive finite number, or a fingerprint with fields missing, makes the file unusable."""
+    [path] = baselines.record(tmp_path, _tests(0.5))
+    baselines.record(tmp_path, _tests(0.9, outcome="failed"))  # the regression is not recorded
+    slow = _tests(0.85)
+    slow[0]["figures"]["inconclusive"] = True
+    baselines.record(tmp_path, slow)  # nor an undecided pass
+    other = _tests(0.3)
+    other[0].update(encoder="text-split")
+    baselines.record(tmp_path, other)  # another case joins
+    ratios = baselines.load_recorded(path).ratios
+    assert sorted(ratios.values()) == [0.3, 0.5]
+    doc = json.loads(path.read_text())
+    for broken in ({"ratio": float("nan")}, {"ratio": -1.0}):
+        path.write_text(json.dumps({**doc, "cases": [{**doc["cases"][0], **broken}]}))
+        with pytest.raises(pytest.UsageError, match="paired ratio"):
+            baselines.load_recorded(path)
+    path.write_text(json.dumps({**doc, "fingerprint": {}}))
+    with pytest.raises(pytest.UsageError, match="fingerprint lacks"):
+        baselines.load_recorded(path)
+
+
+def test_a_failed_or_undecided_case_in_a_results_json_is_no_baseline(tmp_path):
+    doc = _results_doc(cpu_model(), 2)
+    doc["tests"][0]["outcome"] = "failed"
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps(doc))
+    assert baselines.load_results(path).ratios == {}
+    doc["tests"][0].update(outcome="passed")
+    doc["tests"][0]["figures"]["inconclusive"] = True
+    path.write_text(json.dumps(doc))
+    assert baselines.load_results(path).ratios == {}
+    doc["environment"]["cpu_isa"] = "none of the recorded flags"
+    path.write_text(json.dumps(doc))
+    assert baselines.load_results(path).fingerprint["isa"] == []
+
+
+@pytest.mark.parametrize("option", ["--latency-max-ratio=nan", "--latency-tolerance=-1", "--batch-max=0"])
+def test_a_meaningless_gate_option_is_a_usage_error(repo_root, tmp_path, option):
+    run = pytest_run(repo_root, "--variant", "tiny-vit", option, "--collect-only", "-q", f"--report-dir={tmp_path}")
+    assert run.returncode == 4 and option.split("=")[0] in run.stderr, run.stdout[-2000:] + run.stderr[-2000:]

@@ -37,6 +37,7 @@ def shards(tmp_path_factory, repo_root) -> dict[str, Path]:
                         "exporter": "torchscript",
                         "opset": 20,
                         "check": "latency",
+                        "outcome": "passed",
                         "figures": {
                             "batch": 1,
                             "ort_threads": thread_count(),

@@ -157,3 +157,118 @@ def test_weights_quantised_at_load_time_are_computed_not_missed(tmp_path):
     assert not full.passed and "spans [-127, 127]" in full.message
     seven_bit = check_int8_saturation(_load_time_quantised(tmp_path / "seven", 1.0 / 64))
     assert seven_bit.passed and seven_bit.figures["int8_weight_tensors"] == 1, seven_bit.message
+
+
+def _layout(folder, extra_nodes, extra_inits, opset=17):
+    """One safe 7-bit MatMulInteger, plus the full-range weight `extra_nodes` reach some other way."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    from conformance.artifact import Artifact
+    from conformance.weights import Provenance
+
+    rng = np.random.default_rng(0)
+    inits = [numpy_helper.from_array(rng.integers(-64, 65, (8, 8)).astype(np.int8), "safe"), *extra_inits]
+    graph = helper.make_graph(
+        [helper.make_node("MatMulInteger", ["x", "safe"], ["y0"]), *extra_nodes],
+        "layout",
+        [
+            helper.make_tensor_value_info("x", TensorProto.UINT8, ["b", 8]),
+            helper.make_tensor_value_info("xf", 1, ["b", 8]),
+        ],
+        [helper.make_tensor_value_info("y0", TensorProto.INT32, None), helper.make_tensor_value_info("y1", 1, None)],
+        inits,
+    )
+    opsets = [helper.make_opsetid("", opset), helper.make_opsetid("com.microsoft", 1)]
+    folder.mkdir()
+    onnx.save(helper.make_model(graph, opset_imports=opsets, ir_version=10), folder / "model.onnx")
+    case = Case(TINY_VIT, EncoderKind.IMAGE, Exporter.DYNAMO).on(Target.INT8_STATIC)
+    return Artifact(folder, case, Provenance.synthetic(0), None, None)
+
+
+def _layouts():
+    from onnx import helper, numpy_helper
+
+    full = np.random.default_rng(1).integers(-128, 128, (8, 8)).astype(np.int8)
+    floats = full.astype(np.float32) / 127
+    w, wf, s = (
+        numpy_helper.from_array(full, "w"),
+        numpy_helper.from_array(floats, "wf"),
+        numpy_helper.from_array(np.array(1 / 127, np.float32), "s"),
+    )
+    z = numpy_helper.from_array(np.array(0, np.int8), "z")
+    node = helper.make_node
+    then = helper.make_graph(
+        [node("DequantizeLinear", ["wsub", "s", "z"], ["d"]), node("MatMul", ["xf", "d"], ["yt"])],
+        "then",
+        [],
+        [helper.make_tensor_value_info("yt", 1, None)],
+        [numpy_helper.from_array(full, "wsub")],
+    )
+    cond = numpy_helper.from_array(np.array(True), "cond")
+    return {
+        "transpose-then-matmulinteger": (
+            [
+                node("Transpose", ["w"], ["t"]),
+                node("MatMulInteger", ["x", "t"], ["yi"]),
+                node("Cast", ["yi"], ["y1"], to=1),
+            ],
+            [w],
+            17,
+            "spans",
+        ),
+        "qattention": (
+            [node("QAttention", ["x", "w3", "bias", "s", "s"], ["y1"], domain="com.microsoft", num_heads=2)],
+            [
+                numpy_helper.from_array(np.tile(full, (1, 3)), "w3"),
+                numpy_helper.from_array(np.zeros(24, np.float32), "bias"),
+                s,
+            ],
+            17,
+            "spans",
+        ),
+        "transpose-then-quantise": (
+            [
+                node("Transpose", ["wf"], ["t"]),
+                node("QuantizeLinear", ["t", "s", "z"], ["q"]),
+                node("DequantizeLinear", ["q", "s", "z"], ["d"]),
+                node("MatMul", ["xf", "d"], ["y1"]),
+            ],
+            [wf, s, z],
+            17,
+            "spans",
+        ),
+        "output-dtype-int8": (
+            [
+                node("QuantizeLinear", ["wf", "s"], ["q"], output_dtype=3),
+                node("DequantizeLinear", ["q", "s"], ["d"]),
+                node("MatMul", ["xf", "d"], ["y1"]),
+            ],
+            [wf, s],
+            21,
+            "spans",
+        ),
+        "zero-point-computed": (
+            [
+                node("Neg", ["z"], ["z2"]),
+                node("QuantizeLinear", ["wf", "s", "z2"], ["q"]),
+                node("DequantizeLinear", ["q", "s", "z2"], ["d"]),
+                node("MatMul", ["xf", "d"], ["y1"]),
+            ],
+            [wf, s, z],
+            17,
+            "cannot be checked",
+        ),
+        "inside-an-if": ([node("If", ["cond"], ["y1"], then_branch=then, else_branch=then)], [cond, s, z], 17, "spans"),
+    }
+
+
+@pytest.mark.parametrize("layout", list(_layouts()), ids=str)
+def test_full_range_weights_fail_however_the_graph_reaches_them(tmp_path, layout):
+    """Layouts other tools write (found by attacking the rule): through a Transpose, in com.microsoft's QAttention,
+    quantised at load by an opset-21 QuantizeLinear with output_dtype int8, inside a subgraph; a zero point computed
+    at run time is not guessed at."""
+    nodes, inits, opset, expected = _layouts()[layout]
+    result = check_int8_saturation(_layout(tmp_path / layout, nodes, inits, opset))
+    assert not result.passed and expected in result.message, result.message
+    assert check_int8_saturation(_layout(tmp_path / "safe-only", [], [])).passed

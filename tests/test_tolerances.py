@@ -81,10 +81,16 @@ def test_the_scale_aware_term_follows_each_rows_rms_and_never_forgives_nan():
     shifted[0, 7] += 1.5e-3  # 7.5e-5 of its row's RMS (~20): within norm_rtol, 50x over atol
     result = compare(shifted, expected, tol, "rows")
     assert result.ok, result.problems
-    assert 5e-5 < result.figures["max_err_over_row_rms"] < 1e-4
+    assert 5e-5 < result.figures["max_err_over_row_scale"] < 1e-4
     shifted[1, 7] += 1.5e-3  # the same error on the small row: 0.15 of its RMS
     result = compare(shifted, expected, tol, "rows")
     assert not result.ok and "rows [1]" in result.problems[0] and "norm_rtol" in result.problems[0]
+    outlier = expected.copy()
+    outlier[1, 0] = 300.0  # one huge element must not widen every other element's allowance
+    widened = outlier.copy()
+    widened[1, 1:] += 0.02  # 2x its row's typical value: a real fault
+    result = compare(widened, outlier, tol, "rows")
+    assert not result.ok and "rows [1]" in result.problems[0]
     shifted = expected.copy()
     shifted[0, 3] = np.nan
     assert not compare(shifted, expected, Tolerance(atol=1.0, norm_rtol=1.0), "rows").ok

@@ -16,7 +16,7 @@ from conformance import atomic
 from conformance.artifact import Artifact
 from conformance.case import Case
 from conformance.encoders import EncoderKind
-from conformance.isa import known_flags
+from conformance.isa import known_flags, saturation_rule
 from conformance.variants import UnknownVariantError, Variant, get
 from conformance.weights import Provenance
 
@@ -99,6 +99,10 @@ def open_bundle(folder: Path) -> Bundle:
         raise BundleError(f"{folder / MANIFEST}: lists no graphs") from None
     except (KeyError, TypeError, ValueError) as exc:
         raise BundleError(f"{folder / MANIFEST}: a graph entry is malformed: {type(exc).__name__}: {exc}") from None
+    for key, entry in manifest["graphs"].items():
+        problem = runtime_options_problem((entry.get("compile") or {}).get("runtime_options"))
+        if problem:
+            raise BundleError(f"{folder / MANIFEST}: graph {key}: {problem}")
     declared = manifest.get("deploy_isa", [])
     if not isinstance(declared, list) or set(map(str, declared)) - known_flags():
         raise BundleError(
@@ -106,3 +110,17 @@ def open_bundle(folder: Path) -> Bundle:
             f"{', '.join(sorted(known_flags()))}"
         )
     return found
+
+
+def runtime_options_problem(options: object) -> str | None:
+    """A graph may record only the onnxruntime options the suite knows to be needed for correctness (isa.toml's
+    safe_runtime_options), as strings: anything else would change how every check, latency included, runs it."""
+    if options is None:
+        return None
+    if not isinstance(options, dict) or not all(isinstance(v, str) for v in options.values()):
+        return f"runtime_options {options!r} is not a mapping of option names to strings"
+    allowed = saturation_rule().safe_runtime_options
+    unknown = sorted(set(options) - set(allowed))
+    if unknown:
+        return f"runtime_options {unknown} are not options a graph may record (allowed: {sorted(allowed)})"
+    return None

@@ -97,6 +97,8 @@ def _passing_message(figures: dict[str, Any], gates: Gates, result: Verdict) -> 
         parts.append(
             f"{figures.get('speedup_vs_fp32', float('nan')):.2f}x its fp32 export, not gated: {gates.speedup_skip}"
         )
+    elif gates.speedup is not None:
+        parts.append("speed-up not gated: no fp32 export beside this graph (a bundle's) to time it against")
     if "baseline" in result.decisions and gates.baseline is not None:
         parts.append(f"{figures['ratio_p50'] / (gates.baseline.ratio or 1):.2f}x the baseline's paired ratio")
     elif gates.baseline is not None and gates.baseline.skipped:
