@@ -61,6 +61,7 @@ class SpeedupGate:
     precision: str
     min_speedup: float
     reason: str
+    min_batch_gflops: float = 0.0  # below this much work a round times call overhead, not kernels: not gated
 
 
 def latency_gate(table: dict[str, Any] | None = None) -> LatencyGate:
@@ -75,7 +76,8 @@ def speedup_gate(precision: str, table: dict[str, Any] | None = None) -> Speedup
     found = [g for g in data.get("speedup", []) if g["precision"] == precision]
     if not found:
         return None
-    return SpeedupGate(precision, float(found[-1]["min"]), str(found[-1]["reason"]))
+    entry = found[-1]
+    return SpeedupGate(precision, float(entry["min"]), str(entry["reason"]), float(entry.get("min_batch_gflops", 0)))
 
 
 @dataclass(frozen=True)

@@ -250,3 +250,19 @@ def test_a_failed_or_undecided_case_in_a_results_json_is_no_baseline(tmp_path):
 def test_a_meaningless_gate_option_is_a_usage_error(repo_root, tmp_path, option):
     run = pytest_run(repo_root, "--variant", "tiny-vit", option, "--collect-only", "-q", f"--report-dir={tmp_path}")
     assert run.returncode == 4 and option.split("=")[0] in run.stderr, run.stdout[-2000:] + run.stderr[-2000:]
+
+
+def test_the_speedup_gate_skips_batches_too_small_to_time_kernels():
+    """tiny-vit's int8 ran at 1.15x its fp32 export with VNNI: its rounds time call overhead, so it is not gated."""
+    from conformance import isa
+    from conformance.case import Target
+    from conformance.variants import get
+
+    settings = LatencySettings("quick", 0.25)
+    gate, why = settings.speedup(Case(TINY_VIT, EncoderKind.IMAGE, Exporter.DYNAMO).on(Target.INT8_DYNAMIC), 2)
+    assert gate is None and "GFLOP" in str(why) and "overhead" in str(why)
+    feature = isa.feature("int8")
+    vit = Case(get("ViT-B/32"), EncoderKind.TEXT_SPLIT, Exporter.DYNAMO).on(Target.INT8_DYNAMIC)
+    gate, why = settings.speedup(vit, 1)
+    assert (gate is not None) == bool(feature and feature.present()) and (why is None) == (gate is not None)
+    assert settings.speedup(vit.source, 8) == (None, None)  # an fp32 export has no speed-up to gate
