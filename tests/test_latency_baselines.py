@@ -195,9 +195,11 @@ def test_a_baseline_is_recorded_on_purpose_and_found_by_the_next_run(repo_root, 
     [recorded] = list(root.glob("*/latency-baseline.json"))
     before = recorded.stat().st_mtime_ns
     run = pytest_run(repo_root, *common, f"--report-dir={tmp_path / 'r2'}")
-    assert run.returncode == 0 and recorded.stat().st_mtime_ns == before, run.stdout[-3000:]
+    assert recorded.stat().st_mtime_ns == before, run.stdout[-3000:]  # read, never rewritten
     [test] = [t for t in json.loads((tmp_path / "r2" / "results.json").read_text())["tests"] if t["check"] == "latency"]
-    assert test["figures"]["baseline_ratio"] and "the baseline's paired ratio" in test["message"]
+    # Judged against it (tiny-vit's sub-millisecond rounds time Python, so the verdict itself may go either way).
+    assert test["figures"]["baseline_ratio"] and "baseline" in test["figures"]["gates"], test["message"]
+    assert run.returncode == 0 or "the baseline's" in test["message"], run.stdout[-3000:]
     run = pytest_run(
         repo_root,
         *common[:-1],
