@@ -20,11 +20,8 @@ def data_file(name: str) -> dict[str, Any]:
     return tomllib.loads(resources.files("conformance").joinpath(name).read_text(encoding="utf-8"))
 
 
-_load = data_file
-
-
 def _table() -> dict[str, Any]:
-    return _load("tolerances.toml")
+    return data_file("tolerances.toml")
 
 
 def _matches(match: dict[str, str], context: dict[str, str]) -> bool:
@@ -66,13 +63,13 @@ class SpeedupGate:
 
 def latency_gate(table: dict[str, Any] | None = None) -> LatencyGate:
     """`latency_gates.toml`'s [coarse] gate: the same for every case, so that it holds on every machine."""
-    data = table if table is not None else _load("latency_gates.toml")
+    data = table if table is not None else data_file("latency_gates.toml")
     return LatencyGate(float(data["coarse"]["max_ratio"]), str(data["coarse"]["reason"]))
 
 
 def speedup_gate(precision: str, table: dict[str, Any] | None = None) -> SpeedupGate | None:
     """The [[speedup]] entry for a precision, or None (fp32 and fp16 targets gain nothing to gate on a CPU)."""
-    data = table if table is not None else _load("latency_gates.toml")
+    data = table if table is not None else data_file("latency_gates.toml")
     found = [g for g in data.get("speedup", []) if g["precision"] == precision]
     if not found:
         return None
@@ -106,7 +103,7 @@ class Limits:
 
 @cache
 def limits() -> Limits:
-    data = _load("limits.toml")
+    data = data_file("limits.toml")
     latency = data["latency"]
     modes = {
         mode: Rounds(

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass
 from functools import cache
-from importlib import resources
 
 from conformance.artifact import Artifact, ArtifactError
 from conformance.encoders import EncoderKind
 from conformance.graph import load_structure
 from conformance.results import CheckResult, failed, skipped, verdict
+from conformance.tolerances import data_file
 
 CHECK = "fusions"
 
@@ -26,8 +25,7 @@ class Expectation:
 
 @cache
 def expectations() -> dict[str, Expectation]:
-    text = resources.files("conformance").joinpath("fusions.toml").read_text(encoding="utf-8")
-    rows = tomllib.loads(text)["expect"]
+    rows = data_file("fusions.toml")["expect"]
     return {
         row["op"]: Expectation(
             row["op"], tuple(row["towers"]), int(row["per_layer"]), int(row["offset"]), row["reason"]
