@@ -7,9 +7,10 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from conformance import atomic
+from conformance import atomic, layouts
 from conformance.case import Case
 from conformance.encoders import INPUT_NAME, OUTPUT_NAME, EncoderKind
+from conformance.layouts import GraphBinding
 from conformance.variants import Variant
 from conformance.weights import Provenance
 
@@ -29,6 +30,7 @@ class Artifact:
     export_seconds: float | None = None  # for a compiled target: the compile's seconds
     onnx_file: str = "model.onnx"
     compiled: dict[str, Any] | None = None  # a compile target's provenance: recipe, tool, version, settings, ...
+    layout: str | None = None  # another tool's layout (conformance/layouts/): its names, feeds and contract
 
     @property
     def variant(self) -> Variant:
@@ -59,12 +61,17 @@ class Artifact:
         return {str(k): str(v) for k, v in recorded.items()} if isinstance(recorded, dict) else {}
 
     @property
+    def binding(self) -> GraphBinding | None:
+        """How another tool's graph takes the suite's inputs and gives this embedding (None: the suite's own)."""
+        return layouts.get(self.layout).binding(self.encoder) if self.layout else None
+
+    @property
     def input_name(self) -> str:
-        return INPUT_NAME[self.encoder]
+        return self.binding.input_name if self.binding else INPUT_NAME[self.encoder]
 
     @property
     def output_name(self) -> str:
-        return OUTPUT_NAME
+        return self.binding.output if self.binding else OUTPUT_NAME
 
     @property
     def total_bytes(self) -> int:

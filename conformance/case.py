@@ -121,12 +121,14 @@ class Case:
     profile: Profile = Profile.DYNAMIC
     bundle: Path | None = None  # --artifacts: this bundle's graph, instead of a fresh export
     static_batch: int | None = None  # a static profile's fixed batch size (None for a dynamic batch)
+    layout: str | None = None  # --artifacts: another tool's layout (conformance/layouts/); None: the suite's own
 
     @property
     def id(self) -> str:
-        """The test ID: [bundle-]variant-[encoder-]exporter-opN, then any axis that is not its default (the
+        """The test ID: [bundle-][layout-]variant-[encoder-]exporter-opN, then any axis that is not its default (the
         precision and profile only where the target does not imply them), then a static batch as bN."""
         parts = [self.bundle.name] if self.bundle else []
+        parts += [self.layout] if self.layout else []
         parts += [
             self.variant.slug,
             *([str(self.encoder)] if self.encoder else []),
@@ -168,6 +170,8 @@ class Case:
         }
         if self.static_batch is not None:
             record["static_batch"] = self.static_batch
+        if self.layout is not None:
+            record["layout"] = self.layout
         return record
 
     def context(self) -> dict[str, str]:
@@ -200,8 +204,8 @@ class Case:
         profile = Profile(data.get("profile", "dynamic"))
         if profile != target.profile:
             raise ValueError(f"profile {profile} does not go with target {target} (which is {target.profile})")
-        static_batch = data.get("static_batch")
-        if (static_batch is None) != (profile == Profile.DYNAMIC):
+        static_batch = data.get("static_batch")  # or the batch another tool's layout fixes (immich: 1)
+        if (static_batch is None) != (profile == Profile.DYNAMIC) and not data.get("layout"):
             raise ValueError(f"profile {profile} with static_batch {static_batch!r}: a static profile has one")
         return cls(
             get(data["variant"]),
@@ -213,4 +217,5 @@ class Case:
             profile,
             bundle,
             int(static_batch) if static_batch is not None else None,
+            data.get("layout"),
         )

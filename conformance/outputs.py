@@ -56,7 +56,7 @@ _TORCH: weakref.WeakKeyDictionary[ClipModel, _Store] = weakref.WeakKeyDictionary
 
 
 def onnx_output(artifact: Artifact, array: np.ndarray) -> np.ndarray:
-    key = (artifact.onnx_path, artifact.fingerprint(), _digest(array))
+    key = (artifact.onnx_path, artifact.output_name, artifact.fingerprint(), _digest(array))
     hit = _ONNX.get(key)
     return hit if hit is not None else _ONNX.put(key, artifact.case.group, run_onnx(artifact, array))
 
@@ -67,6 +67,15 @@ def torch_output(model: ClipModel, encoder: EncoderKind, array: np.ndarray) -> n
     key = (str(encoder), _digest(array))
     hit = store.get(key)
     return hit if hit is not None else store.put(key, "", run_torch(model, encoder, array))
+
+
+def reference_output(artifact: Artifact, model: ClipModel, array: np.ndarray) -> np.ndarray:
+    """What `artifact`'s graph must give for `array`: the torch reference of its encoder, L2-normalised where
+    its layout's output is (another tool's embeddings often are)."""
+    expected = torch_output(model, artifact.encoder, array)
+    if artifact.binding is None or not artifact.binding.normalized:
+        return expected
+    return expected / np.linalg.norm(expected, axis=-1, keepdims=True)
 
 
 def drop_group(group: str) -> None:

@@ -16,14 +16,15 @@ from typing import Any
 
 from hypothesis import strategies as st
 
-from conformance import inputs
+from conformance import inputs, layouts
 from conformance.case import Case, Precision, Profile, Target
 from conformance.checks.batch import check_dynamic_batch, check_repeatability, check_row_independence
 from conformance.checks.bundle import check_bundle_integrity
 from conformance.checks.constants import check_finite_constants
-from conformance.checks.contract import check_io_contract
+from conformance.checks.contract import check_io_contract, check_layout_contract
 from conformance.checks.extremes import check_finite_extremes
 from conformance.checks.fusions import FUSED_OPS, check_fusions
+from conformance.checks.host import run_host_preprocessing, run_host_tokenizer, run_logits, run_producer_reference
 from conformance.checks.known_answer import check_known_answer
 from conformance.checks.latency_gate import check_latency_of
 from conformance.checks.parity import check_parity, check_zero_shot_agreement
@@ -70,20 +71,30 @@ class Check:
     params: tuple[str, ...] = ()  # one test per value (e.g. the edge-text cases)
     drawn: bool = False  # a Hypothesis test: the parameter is its `data`
     static_skip: str | None = None  # a dynamic-shape claim: on a static profile it skips, saying this
+    reference: bool = False  # compares with the torch model: skips, saying why, where there are no weights for one
+    layouts_only: bool = False  # a host-contract check: only for another tool's layout (--artifacts)
 
     def applies(self, case: Case) -> bool:
         return (
             (case.encoder is None or case.encoder in self.encoders)
             and (self.targets is None or case.target in self.targets)
             and (self.profiles is None or case.profile in self.profiles)
+            and (case.layout is not None or not self.layouts_only)
         )
 
     def execute(self, subject: Any, parameter: Any) -> CheckResult:
         """Run it, except on a static graph when it checks a dynamic claim: a skip with the reason, never a
         vacuous pass."""
         case = getattr(subject, "case", None)
+        layout = getattr(case, "layout", None)
+        reason = layouts.get(layout).skip_reason(self.name) if layout else None
+        if reason:
+            return skipped(self.name, f"layout {layout}: {reason}")
         if self.static_skip and case is not None and case.static_batch is not None:
-            return skipped(self.name, f"{case.profile} graph fixed at batch {case.static_batch}: {self.static_skip}")
+            where = "the graph (its layout's batch)" if layout else f"{case.profile} graph"
+            return skipped(self.name, f"{where} fixed at batch {case.static_batch}: {self.static_skip}")
+        if self.reference and getattr(subject, "model", True) is None:
+            return skipped(self.name, subject.no_reference or "no reference weights")
         result = self.run(subject, parameter)
         result.check = self.name
         return result
@@ -97,8 +108,8 @@ def _tolerance(s: Subject, check: str) -> Tolerance:
     return BY_NAME[check].tolerance_of(s)
 
 
-# How each check is called: (subject, parameter) -> result. One adapter per check keeps the table below one
-# line a row; the checks themselves stay plain functions of artifacts, models and tolerances.
+# How each check is called: (subject, parameter) -> result. One adapter per check (the host checks' are in
+# checks/host.py) keeps the table below one line a row; the checks stay plain functions of artifacts and models.
 
 
 def _opset_validity(s: Subject, _: None) -> CheckResult:
@@ -127,7 +138,8 @@ def _finite_constants(s: Subject, _: None) -> CheckResult:
 
 
 def _io_contract(s: Subject, _: None) -> CheckResult:
-    return check_io_contract(s.artifact)
+    layout = layouts.get(s.case.layout) if s.case.layout else None  # another tool's: its layout's own contract
+    return check_layout_contract(s.artifact, layout) if layout else check_io_contract(s.artifact)
 
 
 def _dynamic_batch(s: Subject, _: None) -> CheckResult:
@@ -164,7 +176,8 @@ def _parity(s: Subject, _: None) -> CheckResult:
 
 def _zero_shot_agreement(s: Subject, _: None) -> CheckResult:
     n_images = min(4, inputs.max_batch(s.variant, EncoderKind.IMAGE))
-    image, text = s.artifacts[EncoderKind.IMAGE], s.artifacts[EncoderKind.TEXT_SPLIT]
+    image = s.artifacts[EncoderKind.IMAGE]
+    text = s.artifacts.get(EncoderKind.TEXT_SPLIT) or s.artifacts[EncoderKind.TEXT_FULL]  # a layout's embeddings
     return check_zero_shot_agreement(image, text, s.model, _tolerance(s, "zero_shot_agreement"), n_images=n_images)
 
 
@@ -188,7 +201,7 @@ def _projection_roundtrip_drawn(s: Subject, data: Any) -> CheckResult:
 
 
 def _token_dtype(s: Subject, _: None) -> CheckResult:
-    return check_token_dtype(s.artifact, s.token_dtype)
+    return check_token_dtype(s.artifact, s.artifact.binding.text.dtype if s.artifact.binding else s.token_dtype)
 
 
 def _split_matches_full(s: Subject, _: None) -> CheckResult:
@@ -201,8 +214,8 @@ def _split_matches_full(s: Subject, _: None) -> CheckResult:
     return check_split_matches_full(full, split, _tolerance(s, "split_matches_full"))
 
 
-def _bundle_integrity(weights: Path | None, folder: Path) -> CheckResult:
-    return check_bundle_integrity(folder, weights=weights)
+def _bundle_integrity(given: tuple[Path | None, str | None], folder: Path) -> CheckResult:
+    return check_bundle_integrity(folder, weights=given[0], layout=given[1])  # (--weights, --layout)
 
 
 def _latency(s: Subject, t: Any) -> CheckResult:
@@ -232,9 +245,8 @@ def _fusions(s: Subject, op: str) -> CheckResult:
 STATIC = frozenset({Profile.NPU_STATIC})
 SPLIT = frozenset({EncoderKind.TEXT_SPLIT})
 EDGE_CASES = tuple(sorted(inputs.EDGE_TEXTS))
-# RKNN's simulator runs only where the graph is built, so an rknn graph answers just the inputs its build
-# simulated (conformance/compile/rknn.py): parity's, zero-shot's and the extremes. The checks that feed other
-# inputs (batches, drawn texts) run on the npu-static graph it was compiled from.
+# RKNN's simulator runs only where the graph is built, so an rknn graph answers just the inputs its build simulated
+# (compile/rknn.py): parity's, zero-shot's, the extremes. The rest run on the npu-static graph it was built from.
 SIMULATED = frozenset({Target.RKNN})
 ANY_INPUT = frozenset(Target) - SIMULATED
 # Where the precision is the compiler's (OpenVINO's bf16 hint, RKNN's fp16 build), the ONNX stores fp32.
@@ -257,19 +269,25 @@ CHECKS: tuple[Check, ...] = (
     Check("dynamic_batch_drawn", _dynamic_batch_drawn, targets=ANY_INPUT, tolerance="dynamic_batch", drawn=True,
           static_skip=NOT_ON_STATIC),
     Check("row_independence", _row_independence, targets=ANY_INPUT),
-    Check("parity", _parity),
+    Check("parity", _parity, reference=True),
     Check("finite_extremes", _finite_extremes),
     Check("fusions", _fusions, targets=frozenset({Target.ORT_OPT}), params=FUSED_OPS),
-    Check("zero_shot_agreement", _zero_shot_agreement, scope=Scope.PAIR),
-    Check("known_answer", _known_answer, scope=Scope.PAIR, targets=ANY_INPUT),
-    Check("projection_file", _projection_file, encoders=SPLIT),
-    Check("projection_roundtrip", _projection_roundtrip, encoders=SPLIT, params=EDGE_CASES, targets=ANY_INPUT),
+    Check("zero_shot_agreement", _zero_shot_agreement, scope=Scope.PAIR, reference=True),
+    Check("known_answer", _known_answer, scope=Scope.PAIR, targets=ANY_INPUT, reference=True),
+    Check("projection_file", _projection_file, encoders=SPLIT, reference=True),
+    Check("projection_roundtrip", _projection_roundtrip, encoders=SPLIT, params=EDGE_CASES, targets=ANY_INPUT,
+          reference=True),
     Check("projection_roundtrip_drawn", _projection_roundtrip_drawn, encoders=SPLIT,
-          tolerance="projection_roundtrip", drawn=True, targets=ANY_INPUT),
+          tolerance="projection_roundtrip", drawn=True, targets=ANY_INPUT, reference=True),
     Check("token_dtype", _token_dtype, encoders=TEXT, targets=ANY_INPUT),
     Check("split_matches_full", _split_matches_full, scope=Scope.PAIR, targets=ANY_INPUT),
+    Check("host_preprocessing", run_host_preprocessing, scope=Scope.PAIR, layouts_only=True),
+    Check("host_tokenizer", run_host_tokenizer, scope=Scope.PAIR, layouts_only=True),
+    Check("logits", run_logits, scope=Scope.PAIR, layouts_only=True),
+    Check("producer_reference", run_producer_reference, scope=Scope.PAIR, layouts_only=True, reference=True,
+          tolerance="parity"),
     Check("bundle_integrity", _bundle_integrity, scope=Scope.BUNDLE),
-    Check("latency", _latency, scope=Scope.TIMED, targets=ANY_INPUT),
+    Check("latency", _latency, scope=Scope.TIMED, targets=ANY_INPUT, reference=True),
 )
 # fmt: on
 

@@ -27,6 +27,7 @@ class Subject:
     deploy_isa: frozenset[str] = frozenset()
     batch_max: int | None = None  # --batch-max: dynamic_batch also runs the release sizes up to it
     progress: Callable[[str], None] | None = None  # where long work says what it is doing
+    no_reference: str | None = None  # why `model` is None (another tool's export, no weights to rebuild it from)
 
     @property
     def variant(self) -> Variant:

@@ -5,8 +5,12 @@ and bias 0, attention in/out biases 0, BatchNorm at identity statistics, and eac
 BN scale at 0, which makes about 90% of the RN conv weights dead; PyTorch's default conv init then shrinks
 what is left until the image barely reaches the output. An export that swaps LayerNorm
 parameters, drops the q/k/v biases or uses a wrong BN would then pass parity on synthetic weights and
-break on real ones. Scheme 2 draws all of those at realistic scales. Bump SCHEME whenever the draw
-changes: bundles record it, and a bundle of another scheme is refused rather than rebuilt differently.
+break on real ones. Scheme 2 draws all of those at realistic scales. Scheme 3 then stores, as OpenAI's
+checkpoints do, the tensors `clip.model.convert_weights` keeps in fp16 (convolutions, linear layers, attention
+and the projections) at fp16-representable values: a producer that loads them in fp16 as real checkpoints
+allow (open_clip's OpenAI loader does) then builds the same model, not one 2e-3 away. Real weights have
+that property, so nothing they would show is hidden. Bump SCHEME whenever the draw changes: bundles record
+it, and a bundle of another scheme is refused rather than rebuilt differently.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from conformance.clipcompat import clip
 from conformance.encoders import ClipModel
 from conformance.variants import Variant
 
-SCHEME = "synthetic/2"
+SCHEME = "synthetic/3"
 
 
 def _normal_(tensor: torch.Tensor, mean: float, std: float) -> None:
@@ -73,4 +77,5 @@ def build_synthetic(variant: Variant, seed: int) -> ClipModel:
         torch.manual_seed(seed)
         model = clip.model.CLIP(**variant.clip_hyperparameters())
         _draw_neutral_tensors_(model)
-    return model.float().eval()
+        clip.model.convert_weights(model)  # fp16 where OpenAI's checkpoints store fp16 (scheme 3) ...
+    return model.float().eval()  # ... held, and run, in fp32

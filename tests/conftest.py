@@ -34,3 +34,20 @@ def leaves_the_users_reports_alone(request: pytest.FixtureRequest) -> Iterator[N
     assert after == before, (
         f"{request.node.nodeid} wrote into {REPO / 'reports'}: {sorted(set(after.items()) ^ set(before.items()))}"
     )
+
+
+@pytest.fixture(scope="session")
+def made(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """tiny-vit exported by Optimum and by immich's procedure (the producers extra), once per session."""
+    pytest.importorskip("optimum.exporters.onnx", reason="the producers extra: pip install -e '.[producers]'")
+    pytest.importorskip("open_clip", reason="the producers extra: pip install -e '.[producers]'")
+    from tests.helpers import TINY_VIT, synthetic
+    from tests.producers import immich_folder, optimum_folder
+
+    root = tmp_path_factory.mktemp("producers")
+    model = synthetic(TINY_VIT).model
+    return {
+        "optimum": optimum_folder(model, TINY_VIT, root / "optimum", root / "work"),
+        "immich": immich_folder(model, TINY_VIT, root / "immich"),
+        "hf-checkpoint": root / "work" / "hf-checkpoint",  # what optimum exported from
+    }

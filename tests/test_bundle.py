@@ -52,7 +52,7 @@ def test_export_writes_a_complete_bundle(good_bundle):
         "sha256": None,
         "path": None,
         "seed": 0,
-        "scheme": "synthetic/2",
+        "scheme": "synthetic/3",
     }
     assert manifest["tokenizer"]["eot_id"] == manifest["tokenizer"]["max_id"] == 49407
     assert manifest["preprocessing"]["resolution"] == 32 and manifest["preprocessing"]["crop"] == "center"

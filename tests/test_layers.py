@@ -19,7 +19,7 @@ FLOORS = (
         "conformance.toolchains",
     ),
     ("conformance.encoders", "conformance.tokenizer", "conformance.architecture", "conformance.synthetic"),
-    ("conformance.case", "conformance.weights"),
+    ("conformance.case", "conformance.weights", "conformance.layouts", "conformance.producers"),
     (
         "conformance.artifact",
         "conformance.inputs",
@@ -37,6 +37,7 @@ FLOORS = (
         "conformance.roofline",
         "conformance.subject",
         "conformance.bundle",
+        "conformance.layouts.folder",
     ),
     ("conformance.checks",),
     ("conformance.registry",),

@@ -85,7 +85,7 @@ def test_run_writes_results_junit_and_html(shards):
     doc = schema.load(shards["vit"] / "results.json")
     assert doc["exit_status"] == 1 and doc["verdict"] == "fail"
     assert doc["provenance"] == {
-        "tiny-vit": {"kind": "synthetic", "sha256": None, "path": None, "seed": 0, "scheme": "synthetic/2"}
+        "tiny-vit": {"kind": "synthetic", "sha256": None, "path": None, "seed": 0, "scheme": "synthetic/3"}
     }
     assert {"torch", "onnxruntime", "cpu", "threads", "cpu_isa", "cpu_family"} <= set(doc["environment"])
     saturation = by_id_of(doc)["test_int8_saturation[tiny-vit-image-torchscript-op20-int8-dynamic]"]

@@ -49,7 +49,7 @@ def test_synthetic_weights_leave_the_global_rng_alone():
 
 def test_no_checkpoint_means_synthetic(tmp_path):
     loaded = weights.resolve(TINY_VIT, weights=tmp_path, seed=5)
-    assert loaded.provenance.describe() == "synthetic (synthetic/2), seed 5"
+    assert loaded.provenance.describe() == "synthetic (synthetic/3), seed 5"
 
 
 def test_state_dict_checkpoint_loads_unverified_with_a_warning(state_dict_file):

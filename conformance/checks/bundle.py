@@ -4,10 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import onnx
+
+from conformance import layouts
 from conformance.bundle import rules
 from conformance.bundle.manifest import Bundle, BundleError, open_bundle
+from conformance.checks.validity import external_data_problems
 from conformance.encoders import EncoderKind
 from conformance.graph import graph_inputs, graph_outputs
+from conformance.layouts import Layout
 from conformance.results import CheckResult, failed, verdict
 
 CHECK = "bundle_integrity"
@@ -24,11 +29,44 @@ def _graph_vs_manifest(bundle: Bundle, graphs: rules.Graphs) -> list[str]:
     return problems
 
 
-def check_bundle_integrity(folder: Path, weights: Path | None = None) -> CheckResult:
+def check_layout_files(folder: Path, layout: Layout) -> CheckResult:
+    """Another tool's folder has no manifest to hold it to; the file rules that need none still apply: every graph
+    the layout names is a readable ONNX file, and its external data lies inside the folder, whole."""
+    root = folder.resolve()
+    problems: list[str] = []
+    for name in layout.files:
+        path = folder / name
+        try:
+            model = onnx.load(str(path), load_external_data=False)
+        except Exception as exc:  # noqa: BLE001 - protobuf's decode errors are opaque
+            problems.append(f"{name}: not a readable ONNX graph ({type(exc).__name__})")
+            continue
+        for tensor in model.graph.initializer:
+            for entry in tensor.external_data:
+                try:
+                    inside = (path.parent / entry.value).resolve().is_relative_to(root)
+                except (ValueError, OSError):  # a location no file system accepts (a NUL byte, ...)
+                    inside = False
+                if entry.key == "location" and not inside:
+                    problems.append(f"{name}: tensor {tensor.name!r} reads {entry.value!r}, outside the folder")
+        problems += [f"{name}: {p}" for p in external_data_problems(model, path.parent)]
+    figures = {"bundle": str(folder), "layout": layout.name, "producer": layout.producer, "graphs": layout.files}
+    return verdict(
+        CHECK, list(dict.fromkeys(problems)), figures, f"layout {layout.name}: graphs and external data whole"
+    )
+
+
+def check_bundle_integrity(folder: Path, weights: Path | None = None, layout: str | None = None) -> CheckResult:
     """Fails on: no manifest, unreadable JSON or another schema; a missing, truncated, modified or unlisted
     file; a graph reading a file outside the bundle or not listed; manifest claims (exporter, opset,
     precision, token dtype, variant, official weights, tokenizer, preprocessing) that the graphs or the
     registry contradict; synthetic weights of another scheme; `weights` that are not the bundle's."""
+    try:
+        found = layouts.detect(folder, layout) if folder.is_dir() else layouts.SUITE
+    except layouts.LayoutError as exc:
+        return failed(CHECK, str(exc))
+    if found != layouts.SUITE:
+        return check_layout_files(folder, layouts.get(found))
     try:
         bundle = open_bundle(folder)
     except BundleError as exc:

@@ -3,11 +3,16 @@ batch the case names), and the variant's other dims."""
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
 from conformance.artifact import Artifact, ArtifactError
 from conformance.encoders import EncoderKind, expected_dims
 from conformance.export import TOKEN_DTYPES
 from conformance.graph import TensorSignature, graph_inputs, graph_outputs, load_structure
+from conformance.layouts import Layout
 from conformance.results import CheckResult, failed, verdict
+from conformance.variants import Variant
 
 CHECK = "io_contract"
 
@@ -60,3 +65,83 @@ def check_io_contract(artifact: Artifact) -> CheckResult:
     if artifact.token_dtype and inputs[0].elem_type in TOKEN_DTYPES and inputs[0].elem_type != artifact.token_dtype:
         problems.append(f"graph takes {inputs[0].elem_type} tokens, the artifact records {artifact.token_dtype}")
     return verdict(CHECK, problems, figures)
+
+
+def _expected_dim(spec: object, variant: Variant) -> object:
+    named = {
+        "resolution": variant.image_resolution,
+        "context": variant.context_length,
+        "embed": variant.embed_dim,
+        "width": variant.transformer_width,
+    }
+    return named.get(spec, spec) if isinstance(spec, str) else spec
+
+
+def _layout_tensor_problems(sig: TensorSignature, spec: list[Any], variant: Variant, batch: int | None) -> list[str]:
+    dtype, *dims = spec
+    problems = [] if sig.elem_type == dtype else [f"{sig.name!r} has dtype {sig.elem_type}, the layout's is {dtype}"]
+    if len(sig.dims) != len(dims):
+        return [*problems, f"{sig.name!r} has rank {len(sig.dims)} {sig.dims}, the layout's is {len(dims)} {dims}"]
+    for axis, (actual, want) in enumerate(zip(sig.dims, dims, strict=True)):
+        loose = isinstance(want, str) and want.endswith("?")  # "name?": symbolic, or the variant's value
+        want = want[:-1] if loose else want
+        want = int(want) if isinstance(want, str) and want.isdigit() else want
+        expected = _expected_dim(want, variant)
+        symbolic = isinstance(actual, str) or actual is None  # a named or an unknown dimension: any size runs
+        if want == "batch":  # symbolic; or, where the producer fixes one (immich: 1), that size
+            if not (symbolic or (batch is not None and actual == batch)):
+                allowed = "symbolic" if batch is None else f"symbolic or {batch}"
+                problems.append(
+                    f"{sig.name!r} has a fixed batch dimension {actual!r} (axis {axis}); the layout's is {allowed} "
+                    "(the batch size was baked in at export time)"
+                )
+            continue
+        if want == "any" or actual == expected or (loose and symbolic):
+            continue
+        problems.append(f"{sig.name!r} has {actual!r} on axis {axis}, the layout's contract is {want} = {expected}")
+    return problems
+
+
+def check_layout_contract(artifact: Artifact, layout: Layout) -> CheckResult:
+    """Another tool's graph against its layout's own contract: every input and output by name, dtype and dims
+    (a symbolic batch unless the producer fixes one, and the variant's resolution, context and embedding)."""
+    try:
+        model = load_structure(artifact)
+    except ArtifactError as exc:
+        return failed(CHECK, str(exc))
+    contract = layout.contract[artifact.onnx_file]
+    found = {"inputs": graph_inputs(model), "outputs": graph_outputs(model)}
+    figures: dict[str, Any] = {"layout": layout.name, **{k: [vars(s) for s in v] for k, v in found.items()}}
+    problems = []
+    for role, signatures in found.items():
+        want = contract.get(role, {})
+        names = [sig.name for sig in signatures]
+        if sorted(names) != sorted(want):
+            problems.append(f"{role} are {names}, the layout {layout.name} has {list(want)}")
+        for sig in signatures:
+            if sig.name in want:
+                problems += _layout_tensor_problems(sig, want[sig.name], artifact.variant, layout.batch)
+    problems += _config_problems(artifact, layout, figures)
+    return verdict(CHECK, problems, figures, f"the {layout.name} contract holds")
+
+
+def _config_problems(artifact: Artifact, layout: Layout, figures: dict[str, Any]) -> list[str]:
+    """What the folder's config file says of the architecture, against the variant the run names."""
+    path = artifact.folder / layout.config["file"] if layout.config else None
+    if path is None or not path.is_file():
+        figures["config"] = "none in the folder: the variant is taken from --variant"
+        return []
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        return [f"{path.name} is unreadable: {type(exc).__name__}"]
+    problems = []
+    for keys, field in layout.config["keys"].items():
+        value: Any = config
+        for key in keys.split("."):
+            value = value.get(key) if isinstance(value, dict) else None
+        want = getattr(artifact.variant, field)
+        if value is not None and value != want:
+            problems.append(f"{path.name} says {keys} = {value!r}; {artifact.variant.name} has {field} = {want!r}")
+    figures["config"] = str(path.name)
+    return problems

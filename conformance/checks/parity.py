@@ -10,22 +10,27 @@ from conformance.checks.batch import single_outputs
 from conformance.encoders import ClipModel, EncoderKind, project_text
 from conformance.inputs import PARITY_ITEMS, SINGLES, TEXTS, parity_inputs
 from conformance.numerics import Tolerance, compare, nonfinite_problem
-from conformance.outputs import onnx_output, torch_output
+from conformance.outputs import onnx_output, reference_output, torch_output
 from conformance.results import CheckResult, error_line, failed, verdict
 
 CHECK = "parity"
 CHECK_ZERO_SHOT = "zero_shot_agreement"
+LAYOUT_EDGE_CASES = ("eot-in-text", "76-tokens", "77-tokens", "over-context", "empty")
 
 
 def check_parity(artifact: Artifact, model: ClipModel, tol: Tolerance, batch: int = 4) -> CheckResult:
     """The ONNX output matches the torch wrapper that was exported, on the same inputs."""
     variant = artifact.variant
     arrays = parity_inputs(variant, artifact.encoder, batch)
+    if artifact.binding is not None and artifact.encoder != EncoderKind.IMAGE:
+        # Another tool's text embeddings: no projection round-trip checks its pooling, so parity takes the edge
+        # texts (two EOTs, exactly 76 and 77 tokens, over-long, empty) that tell the first EOT from others.
+        arrays += [inputs.tokens(inputs.EDGE_TEXTS[case], variant) for case in LAYOUT_EDGE_CASES]
     try:
         actual = np.concatenate([onnx_output(artifact, x) for x in arrays])
     except Exception as exc:  # noqa: BLE001
         return failed(CHECK, f"onnxruntime failed: {error_line(exc)}")
-    expected = np.concatenate([torch_output(model, artifact.encoder, x) for x in arrays])
+    expected = np.concatenate([reference_output(artifact, model, x) for x in arrays])
     comparison = compare(actual, expected, tol, "onnx vs torch")
     figures = {"batch": len(actual), **comparison.figures, "tolerance": tol.to_dict()}
     # The batch checks compare every batch size with the graph's own batch-1 outputs; those are compared
@@ -34,7 +39,7 @@ def check_parity(artifact: Artifact, model: ClipModel, tol: Tolerance, batch: in
         singles = single_outputs(artifact, SINGLES)
     except Exception as exc:  # noqa: BLE001
         return failed(CHECK, f"onnxruntime failed at batch 1: {error_line(exc)}", **figures)
-    expected = torch_output(model, artifact.encoder, inputs.batch_for(variant, artifact.encoder, SINGLES))
+    expected = reference_output(artifact, model, inputs.batch_for(variant, artifact.encoder, SINGLES))
     at_one = compare(singles, expected, tol, "onnx at batch 1 vs torch")
     figures["batch1_max_abs_err"] = at_one.figures.get("max_abs_err")
     figures["batch1_max_err_over_row_scale"] = at_one.figures.get("max_err_over_row_scale")
@@ -77,17 +82,21 @@ def check_zero_shot_agreement(
     n_images: int = 4,
     n_texts: int = TEXTS,
 ) -> CheckResult:
-    """The image x text similarity matrix from the ONNX graphs (via the split projection) ranks as torch's.
+    """The image x text similarity matrix from the ONNX graphs (via the split projection, for a split text graph)
+    ranks as torch's.
     `tol.atol` is the target's similarity budget: no similarity may move by more, and two texts may swap
     places only where torch scores them within twice the budget (the most such an error can swap). So top-1
     must agree for every image whose fp32 top-1 margin exceeds that; the report shows each margin."""
-    if text_split.projection_path is None or not text_split.projection_path.is_file():
+    split = text_split.encoder == EncoderKind.TEXT_SPLIT  # else a graph that gives the text embeddings itself
+    if split and (text_split.projection_path is None or not text_split.projection_path.is_file()):
         return failed(CHECK_ZERO_SHOT, f"{text_split.label} has no projection .npy")
     variant = image.variant
     images = inputs.images(variant, n_images, offset=PARITY_ITEMS)
     tokens = inputs.tokens(inputs.prompts(n_texts, offset=PARITY_ITEMS), variant)
     try:
-        onnx_text = project_text(onnx_output(text_split, tokens), tokens, np.load(text_split.projection_path))
+        onnx_text = onnx_output(text_split, tokens)
+        if split:
+            onnx_text = project_text(onnx_text, tokens, np.load(text_split.projection_path))  # type: ignore[arg-type]
         onnx_sim = similarity(onnx_output(image, images), onnx_text)
     except Exception as exc:  # noqa: BLE001
         return failed(CHECK_ZERO_SHOT, f"onnx side failed: {error_line(exc)}")

@@ -25,18 +25,31 @@ def _elements(tensor: onnx.TensorProto) -> int:
     return int(np.prod(tensor.dims, dtype=np.int64))
 
 
+def stored_tensors(model: onnx.ModelProto) -> list[tuple[str, onnx.TensorProto]]:
+    """(name, tensor) of every weight the graph stores: its initializers, and the values of its Constant nodes
+    (the TorchScript exporter, as other tools call it, can leave every weight in one)."""
+    constants = [
+        (node.output[0], attribute.t)
+        for node in model.graph.node
+        if node.op_type == "Constant"
+        for attribute in node.attribute
+        if attribute.name == "value"
+    ]
+    return [(t.name, t) for t in model.graph.initializer] + constants
+
+
 def stored_elements(model: onnx.ModelProto) -> Counter[str]:
-    """Initializer elements by storage type name (FLOAT, FLOAT16, INT8, ...), read from the graph's
+    """Stored weight elements by storage type name (FLOAT, FLOAT16, INT8, ...), read from the graph's
     structure alone (external data is never loaded)."""
     counts: Counter[str] = Counter()
-    for tensor in model.graph.initializer:
+    for _, tensor in stored_tensors(model):
         counts[onnx.TensorProto.DataType.Name(tensor.data_type)] += _elements(tensor)
     return counts
 
 
 def fp32_matrix_weights(model: onnx.ModelProto) -> int:
-    """Elements of fp32 initializers that a MatMul, Gemm or Conv multiplies by directly: unquantised weights."""
-    fp32 = {t.name: _elements(t) for t in model.graph.initializer if t.data_type == onnx.TensorProto.FLOAT}
+    """Elements of fp32 weights that a MatMul, Gemm or Conv multiplies by directly: unquantised weights."""
+    fp32 = {name: _elements(t) for name, t in stored_tensors(model) if t.data_type == onnx.TensorProto.FLOAT}
     used = {name for node in model.graph.node if node.op_type in MATRIX_OPS for name in node.input[1:2]}
     return sum(fp32[name] for name in used if name in fp32)
 

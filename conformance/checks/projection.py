@@ -86,21 +86,28 @@ def check_token_dtype(artifact: Artifact, expected: str) -> CheckResult:
         sess = session(artifact)
     except Exception as exc:  # noqa: BLE001
         return failed(CHECK_TOKENS, f"onnxruntime cannot load the graph: {error_line(exc)}")
-    declared = _ONNX_DTYPES.get(sess.get_inputs()[0].type, sess.get_inputs()[0].type)
+    binding = artifact.binding  # another tool's graph: its token input by name, its dtype from its layout
+    name = binding.inputs["tokens"] if binding else sess.get_inputs()[0].name
+    found = {i.name: i.type for i in sess.get_inputs()}
+    if name not in found:
+        return failed(CHECK_TOKENS, f"the graph has no token input {name!r} (its inputs: {list(found)})")
+    declared = _ONNX_DTYPES.get(found[name], found[name])
+    recorded = binding.text.dtype if binding else artifact.token_dtype
     tokens = inputs.tokens(inputs.prompts(artifact.case.static_batch or 3), artifact.variant).astype(expected)
     figures = {
         "graph_dtype": declared,
-        "recorded_dtype": artifact.token_dtype,
+        "recorded_dtype": recorded,
         "contract_dtype": expected,
         "fed_dtype": tokens.dtype.name,
     }
     problems = []
     if declared != expected:
         problems.append(f"graph takes {declared} tokens, the contract is {expected} (--token-dtype)")
-    if artifact.token_dtype != declared:
-        problems.append(f"graph takes {declared} tokens but the artifact records {artifact.token_dtype}")
+    if recorded != declared:
+        problems.append(f"graph takes {declared} tokens but the artifact records {recorded}")
+    feeds = binding.feeds(tokens, artifact.variant.image_resolution) if binding else {name: tokens}
     try:
-        out = sess.run([artifact.output_name], {sess.get_inputs()[0].name: tokens})[0]
+        out = sess.run([artifact.output_name], feeds)[0]
         figures["output_shape"] = list(out.shape)
     except Exception as exc:  # noqa: BLE001 - the refusal is the finding
         problems.append(f"the graph refuses {expected} token ids fed raw: {error_line(exc)}")

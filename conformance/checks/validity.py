@@ -27,22 +27,29 @@ def external_data_problems(model: onnx.ModelProto, folder: Path) -> list[str]:
     for tensor in model.graph.initializer:
         if not uses_external_data(tensor):
             continue
-        info = ExternalDataInfo(tensor)
-        path = folder / info.location
-        if not path.is_file():
-            problems.append(f"external data file {path.name} for tensor {tensor.name!r} is missing")
-            continue
-        needed = _tensor_bytes(tensor)
-        length = info.length if info.length else needed
-        end = (info.offset or 0) + length
-        size = path.stat().st_size
-        if length != needed:
-            problems.append(f"tensor {tensor.name!r} declares {length} bytes in {path.name}, its shape needs {needed}")
-        elif end > size:
-            problems.append(
-                f"{path.name} is truncated: tensor {tensor.name!r} needs bytes up to {end}, the file has {size}"
-            )
+        try:
+            problem = _external_problem(tensor, folder)
+        except (ValueError, KeyError, OSError) as exc:  # a malformed entry: offset, length, location, dtype
+            problem = f"tensor {tensor.name!r} has an unreadable external-data entry ({type(exc).__name__}: {exc})"
+        if problem:
+            problems.append(problem)
     return problems
+
+
+def _external_problem(tensor: onnx.TensorProto, folder: Path) -> str | None:
+    info = ExternalDataInfo(tensor)
+    path = folder / info.location
+    if not path.is_file():
+        return f"external data file {path.name} for tensor {tensor.name!r} is missing"
+    needed = _tensor_bytes(tensor)
+    length = info.length if info.length else needed
+    end = (info.offset or 0) + length
+    size = path.stat().st_size
+    if length != needed:
+        return f"tensor {tensor.name!r} declares {length} bytes in {path.name}, its shape needs {needed}"
+    if end > size:
+        return f"{path.name} is truncated: tensor {tensor.name!r} needs bytes up to {end}, the file has {size}"
+    return None
 
 
 def _local_functions(model: onnx.ModelProto) -> set[tuple[str, str]]:

@@ -1,0 +1,105 @@
+"""Another tool's export folder, read through its layout: each graph as an Artifact with its Case.
+
+Such a folder has no manifest, so nothing in it is taken on trust: the opset is read from each graph, the variant
+is the one the run names (`--variant`), the exporter the one the layout says its producer uses, and the files
+listed for each graph are the graph and the external data it points to (checked by validity and bundle_integrity).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import onnx
+
+from conformance.artifact import Artifact
+from conformance.case import Case, Exporter
+from conformance.encoders import EncoderKind
+from conformance.layouts import Layout, get
+from conformance.variants import Variant
+from conformance.weights import Provenance
+
+FOREIGN = Provenance(kind="unknown")  # another tool's weights: only what the run names (--weights) is known
+
+
+def _structure(path: Path) -> onnx.ModelProto | None:
+    try:
+        return onnx.load(str(path), load_external_data=False)
+    except Exception:  # noqa: BLE001 - an unreadable graph is reported by the checks that read it
+        return None
+
+
+def default_opset(path: Path) -> int:
+    """The graph's default-domain opset, 0 where it cannot be read (opset_validity then says why)."""
+    model = _structure(path)
+    return next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0) if model else 0
+
+
+def fixed_batch(path: Path, layout: Layout) -> int | None:
+    """The batch the graph is fixed at, where its layout lets the producer fix one (immich: 1) and the graph's
+    first input does; None for a symbolic batch axis (older immich exports have one: the batch checks run)."""
+    model = _structure(path) if layout.batch is not None else None
+    if model is None or not model.graph.input or not model.graph.input[0].type.tensor_type.shape.dim:
+        return layout.batch
+    first = model.graph.input[0].type.tensor_type.shape.dim[0]
+    return None if first.dim_param or not first.dim_value else layout.batch
+
+
+def external_files(path: Path) -> list[str]:
+    """The external-data files a graph points to, as written in it (validity checks where they lead)."""
+    model = _structure(path)
+    if model is None:
+        return []
+    found = []
+    for tensor in model.graph.initializer:
+        if tensor.data_location == onnx.TensorProto.EXTERNAL:
+            found += [e.value for e in tensor.external_data if e.key == "location"]
+    return list(dict.fromkeys(found))
+
+
+@dataclass
+class LayoutFolder:
+    folder: Path
+    layout: Layout
+    variant: Variant
+    provenance: Provenance = FOREIGN
+
+    @property
+    def name(self) -> str:
+        return self.folder.name
+
+    def encoders(self) -> list[EncoderKind]:
+        return self.layout.encoders
+
+    def case(self, encoder: EncoderKind | None = None) -> Case:
+        """One graph's case, or, with no encoder, the folder's graphs together."""
+        file = self.layout.binding(encoder).file if encoder else self.layout.files[0]
+        return Case(
+            self.variant,
+            encoder,
+            Exporter(self.layout.exporter),
+            default_opset(self.folder / file),
+            bundle=self.folder,
+            static_batch=fixed_batch(self.folder / file, self.layout),
+            layout=self.layout.name,
+        )
+
+    def artifact(self, encoder: EncoderKind) -> Artifact:
+        binding = self.layout.binding(encoder)
+        path = self.folder / binding.file
+        names = [binding.file, *(str(Path(binding.file).parent / f) for f in external_files(path))]
+        sizes = {n: (self.folder / n).stat().st_size if (self.folder / n).is_file() else -1 for n in names}
+        return Artifact(
+            folder=self.folder,
+            case=self.case(encoder),
+            provenance=self.provenance,
+            token_dtype=binding.text.dtype if encoder != EncoderKind.IMAGE else None,
+            projection_file=None,
+            files=sizes,
+            onnx_file=binding.file,
+            layout=self.layout.name,
+        )
+
+
+def open_layout_folder(folder: Path, layout: str, variant: Variant) -> LayoutFolder:
+    return LayoutFolder(folder, get(layout), variant)

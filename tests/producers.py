@@ -1,0 +1,168 @@
+"""Other tools' exports, made by those tools from the suite's synthetic weights (the `producers` extra).
+
+Each function writes a folder as its producer lays it out: Optimum's exporter on transformers' CLIPModel, and
+immich's procedure (open_clip's OpenAI loader, `forward` pointed at encode_image / encode_text with
+normalize=True, torch.onnx.export at opset 17 and batch 1 without dynamic axes). immich's exporter passes no
+`dynamo` flag; on torch >= 2.9 that means dynamo, whose conversion down to opset 17 fails on the text graph here
+(onnx's version converter, axes_input_to_attribute), so these use the TorchScript exporter, the default before
+torch 2.9. Nothing here imitates a graph by hand.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import onnx
+import torch
+
+from conformance import layouts, producers
+from conformance.encoders import ClipModel
+from conformance.layouts.folder import LayoutFolder
+from conformance.subject import Subject
+from conformance.variants import Variant
+from tests.helpers import TINY_VIT, synthetic
+
+IMMICH_OPSET = 17
+Edit = Callable[[Any], None]
+
+
+def optimum_folder(model: ClipModel, variant: Variant, out: Path, work: Path, edit: Edit | None = None) -> Path:
+    """`optimum-cli export onnx --task zero-shot-image-classification` on an HF checkpoint converted from `model`
+    (tokenizer files from clip's BPE vocabulary, OpenAI's image processor settings). `edit` breaks the HF model
+    first (a negative control); optimum then exports the model in memory (onnx_export_from_model, what
+    main_export calls once it has loaded the checkpoint)."""
+    from optimum.exporters.onnx import main_export, onnx_export_from_model
+
+    checkpoint = work / "hf-checkpoint"
+    hf = producers.hf_clip_model(model, variant)
+    hf.save_pretrained(str(checkpoint))
+    producers.save_hf_tokenizer(checkpoint)
+    processor = producers.hf_image_processor(variant.image_resolution)
+    processor.save_pretrained(str(checkpoint))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if edit is None:
+            main_export(str(checkpoint), output=str(out), task="zero-shot-image-classification")
+        else:
+            edit(hf)
+            onnx_export_from_model(hf, str(out), task="zero-shot-image-classification")
+            for name in (
+                "tokenizer.json",
+                "tokenizer_config.json",
+                "vocab.json",
+                "merges.txt",
+                "preprocessor_config.json",
+            ):
+                if (checkpoint / name).is_file():
+                    (out / name).write_bytes((checkpoint / name).read_bytes())
+    return out
+
+
+class _Forward(torch.nn.Module):
+    """immich assigns `model.forward = encode_...`; a module around the bound method is the same graph."""
+
+    def __init__(self, encode: Any) -> None:
+        super().__init__()
+        self.encode = encode
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.encode(x, normalize=True)
+
+
+def immich_folder(
+    model: ClipModel, variant: Variant, out: Path, dynamic: bool = False, edit: Edit | None = None
+) -> Path:
+    """immich's exporter, on open_clip's model built from `model`'s OpenAI state dict. `dynamic` adds the
+    dynamic_axes immich leaves commented out (as older immich releases and other open_clip apps export); `edit`
+    breaks open_clip's model first (a negative control)."""
+    import open_clip
+
+    torch.backends.mha.set_fastpath_enabled(False)
+    built = producers.open_clip_model(model, variant)
+    if edit is not None:
+        edit(built)
+    for p in built.parameters():
+        p.requires_grad_(False)
+    visual, textual = out / "visual", out / "textual"
+    visual.mkdir(parents=True, exist_ok=True)
+    config = {  # what open_clip.get_model_config gives for a named model, which immich saves beside the folders
+        "embed_dim": variant.embed_dim,
+        "vision_cfg": {"image_size": variant.image_resolution, "layers": variant.vision_layers,
+                       "width": variant.vision_width, "patch_size": variant.vision_patch_size},
+        "text_cfg": {"context_length": variant.context_length, "vocab_size": variant.vocab_size,
+                     "width": variant.transformer_width, "heads": variant.transformer_heads,
+                     "layers": variant.transformer_layers},
+    }  # fmt: skip
+    (out / "config.json").write_text(json.dumps(config))
+    (visual / "preprocess_cfg.json").write_text(json.dumps(open_clip.get_model_preprocess_cfg(built)))
+    producers.save_hf_tokenizer(textual)
+    r, t = variant.image_resolution, variant.context_length
+    for encode, example, name, folder in (
+        (built.encode_image, torch.randn(1, 3, r, r), "image", visual),
+        (built.encode_text, torch.ones(1, t, dtype=torch.int32), "text", textual),
+    ):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(
+                _Forward(encode),
+                (example,),
+                str(folder / "model.onnx"),
+                input_names=[name],
+                output_names=["embedding"],
+                opset_version=IMMICH_OPSET,
+                dynamo=False,
+                dynamic_axes={name: {0: "batch_size"}} if dynamic else None,
+            )
+    return out
+
+
+def layout_subjects(folder: Path, layout: str, reference: bool = True) -> tuple[dict[str, Subject], Subject]:
+    """A tiny-vit folder's graph subjects (by encoder) and its pair subject, as the plugin builds them."""
+    loaded = synthetic(TINY_VIT) if reference else None
+    found = LayoutFolder(folder, layouts.get(layout), TINY_VIT, *([loaded.provenance] if loaded else []))
+    model, why = (loaded.model, None) if loaded else (None, "no reference weights")
+    artifacts = {kind: found.artifact(kind) for kind in found.encoders()}
+    graphs = {str(k): Subject(found.case(k), model, {k: a}, no_reference=why) for k, a in artifacts.items()}
+    return graphs, Subject(found.case(), model, artifacts, no_reference=why)
+
+
+def copy_folder(made: dict[str, Path], layout: str, tmp_path: Path) -> Path:
+    return Path(shutil.copytree(made[layout], tmp_path / layout))
+
+
+def edit_file(path: Path, edit: Callable[[Any], None]) -> None:
+    """`edit(model)` changes the graph in place (its external data, if any, stays where it is)."""
+    model = onnx.load(str(path), load_external_data=False)
+    edit(model)
+    onnx.save(model, str(path))
+
+
+def main() -> None:
+    """`python -m tests.producers --variant ViT-B/32 --out DIR`: DIR/optimum and DIR/immich from synthetic weights
+    (`--seed`), for `pytest --artifacts=DIR/optimum --artifacts=DIR/immich --synthetic-reference` (.ci/run does)."""
+    import argparse
+    import tempfile
+
+    from conformance import weights
+    from conformance.variants import get
+
+    parser = argparse.ArgumentParser(prog="python -m tests.producers")
+    parser.add_argument("--variant", default="ViT-B/32")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args()
+    variant = get(args.variant)
+    model = weights.build_synthetic(variant, args.seed)  # never a checkpoint found in ~/.cache/clip
+    with tempfile.TemporaryDirectory() as work:
+        optimum_folder(model, variant, args.out / "optimum", Path(work))
+    immich_folder(model, variant, args.out / "immich")
+    print(f"wrote {args.out / 'optimum'} (Optimum) and {args.out / 'immich'} (immich's procedure)")
+
+
+if __name__ == "__main__":
+    main()
