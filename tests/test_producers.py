@@ -223,3 +223,21 @@ def test_a_folder_of_another_variant_fails_the_contract_by_its_config(made, layo
     subject = Subject(found.case(EncoderKind.IMAGE), None, {EncoderKind.IMAGE: found.artifact(EncoderKind.IMAGE)})
     result = run_check("io_contract", subject)
     assert not result.passed and "patch_size = 8; tiny-vit-16 has vision_patch_size = 16" in result.message
+
+
+def test_an_int32_attention_mask_does_not_fail_the_token_dtype(made, tmp_path):
+    """token_dtype feeds the ids raw, in the layout's dtype: a graph taking its mask as int32 refuses no ids."""
+    folder = copy_folder(made, "optimum", tmp_path)
+
+    def int32_mask(model) -> None:
+        mask = next(i for i in model.graph.input if i.name == "attention_mask")
+        mask.type.tensor_type.elem_type = onnx.TensorProto.INT32
+        for node in model.graph.node:
+            node.input[:] = ["attention_mask_64" if n == "attention_mask" else n for n in node.input]
+        cast = onnx.helper.make_node("Cast", ["attention_mask"], ["attention_mask_64"], to=onnx.TensorProto.INT64)
+        model.graph.node.insert(0, cast)
+
+    edit_file(folder / "model.onnx", int32_mask)
+    graphs, _ = layout_subjects(folder, "optimum")
+    assert run_check("token_dtype", graphs["text-full"]).passed
+    assert run_check("parity", graphs["text-full"]).passed  # the runtime feeds the mask in the graph's dtype too

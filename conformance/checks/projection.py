@@ -10,7 +10,7 @@ from conformance.encoders import ClipModel, EncoderKind, project_text, text_proj
 from conformance.numerics import Tolerance, compare
 from conformance.outputs import onnx_output, torch_output
 from conformance.results import CheckResult, error_line, failed, verdict
-from conformance.runtime import session
+from conformance.runtime import coerce_input, session
 from conformance.variants import Variant
 
 CHECK_FILE = "projection_file"
@@ -106,6 +106,8 @@ def check_token_dtype(artifact: Artifact, expected: str) -> CheckResult:
     if recorded != declared:
         problems.append(f"graph takes {declared} tokens but the artifact records {recorded}")
     feeds = binding.feeds(tokens, artifact.variant.image_resolution) if binding else {name: tokens}
+    # Raw means the ids: the layout's other inputs (a mask, a neutral image) go in the graph's own dtypes.
+    feeds = {n: a if n == name else coerce_input(a, found.get(n, ""), n) for n, a in feeds.items()}
     try:
         out = sess.run([artifact.output_name], feeds)[0]
         figures["output_shape"] = list(out.shape)
