@@ -27,7 +27,11 @@ class TensorSignature:
 def load_structure(artifact: Artifact) -> onnx.ModelProto:
     """The graph without its external data, parsed once for the checks that read it one after another
     (validity, then the contract); treat it as read-only."""
-    path = artifact.onnx_path
+    return load_path(artifact.onnx_path)
+
+
+def load_path(path: Path) -> onnx.ModelProto:
+    """`load_structure` for a graph file no Artifact describes yet (another tool's folder, read to make one)."""
     try:
         stat = path.stat()
         return _parsed(path, stat.st_mtime_ns, stat.st_size)

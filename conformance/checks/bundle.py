@@ -4,14 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import onnx
-
 from conformance import layouts
+from conformance.artifact import ArtifactError
 from conformance.bundle import rules
 from conformance.bundle.manifest import Bundle, BundleError, open_bundle
 from conformance.checks.validity import external_data_problems
 from conformance.encoders import EncoderKind
-from conformance.graph import graph_inputs, graph_outputs
+from conformance.graph import graph_inputs, graph_outputs, load_path
 from conformance.layouts import Layout
 from conformance.results import CheckResult, failed, verdict
 
@@ -37,9 +36,9 @@ def check_layout_files(folder: Path, layout: Layout) -> CheckResult:
     for name in layout.files:
         path = folder / name
         try:
-            model = onnx.load(str(path), load_external_data=False)
-        except Exception as exc:  # noqa: BLE001 - protobuf's decode errors are opaque
-            problems.append(f"{name}: not a readable ONNX graph ({type(exc).__name__})")
+            model = load_path(path)
+        except ArtifactError as exc:
+            problems.append(f"{name}: not a readable ONNX graph ({exc})")
             continue
         for tensor in model.graph.initializer:
             for entry in tensor.external_data:
