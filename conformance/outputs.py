@@ -70,9 +70,10 @@ def torch_output(model: ClipModel, encoder: EncoderKind, array: np.ndarray) -> n
 
 
 def reference_output(artifact: Artifact, model: ClipModel, array: np.ndarray) -> np.ndarray:
-    """What `artifact`'s graph must give for `array`: the torch reference of its encoder, L2-normalised where
-    its layout's output is (another tool's embeddings often are)."""
-    expected = torch_output(model, artifact.encoder, array)
+    """What `artifact`'s graph must give for `array`: the torch reference of its encoder on the ids as its layout's
+    host fits them to its context, L2-normalised where its layout's output is (another tool's embeddings often are)."""
+    fitted = artifact.binding.fitted(array) if artifact.binding is not None else array  # the host's context
+    expected = torch_output(model, artifact.encoder, fitted)
     if artifact.binding is None or not artifact.binding.normalized:
         return expected
     return expected / np.linalg.norm(expected, axis=-1, keepdims=True)

@@ -20,14 +20,13 @@ from conformance import inputs, layouts
 from conformance.case import Case, Precision, Profile, Target
 from conformance.checks.batch import check_dynamic_batch, check_repeatability, check_row_independence
 from conformance.checks.bundle import check_bundle_integrity
-from conformance.checks.constants import check_finite_constants
 from conformance.checks.contract import check_io_contract, check_layout_contract
 from conformance.checks.extremes import check_finite_extremes
 from conformance.checks.fusions import FUSED_OPS, check_fusions
 from conformance.checks.host import run_host_preprocessing, run_host_tokenizer, run_logits, run_producer_reference
 from conformance.checks.known_answer import check_known_answer
 from conformance.checks.latency_gate import check_latency_of
-from conformance.checks.parity import check_parity, check_zero_shot_agreement
+from conformance.checks.parity import check_parity, check_source_agreement, check_zero_shot_agreement
 from conformance.checks.precision import check_realised_precision
 from conformance.checks.projection import (
     check_projection_file,
@@ -36,12 +35,16 @@ from conformance.checks.projection import (
     check_token_dtype,
 )
 from conformance.checks.saturation import check_int8_saturation
-from conformance.checks.static_profile import check_profile_dtypes, check_profile_ops, check_static_shapes
+from conformance.checks.static_profile import (
+    run_finite_constants,
+    run_profile_dtypes,
+    run_profile_ops,
+    run_static_shapes,
+)
 from conformance.checks.validity import check_opset_validity
 from conformance.compile.recipes import recipe_for
 from conformance.encoders import EncoderKind
 from conformance.numerics import Tolerance
-from conformance.profiles.rules import ProfileRules, load_profile
 from conformance.results import CheckResult, skipped
 from conformance.subject import Subject
 
@@ -117,26 +120,6 @@ def _opset_validity(s: Subject, _: None) -> CheckResult:
     return check_opset_validity(s.artifact, allowed_domains=domains)
 
 
-def _rules(s: Subject) -> ProfileRules:
-    return load_profile(str(s.case.profile))
-
-
-def _profile_ops(s: Subject, _: None) -> CheckResult:
-    return check_profile_ops(s.artifact, _rules(s))
-
-
-def _static_shapes(s: Subject, _: None) -> CheckResult:
-    return check_static_shapes(s.artifact, _rules(s))
-
-
-def _profile_dtypes(s: Subject, _: None) -> CheckResult:
-    return check_profile_dtypes(s.artifact, _rules(s))
-
-
-def _finite_constants(s: Subject, _: None) -> CheckResult:
-    return check_finite_constants(s.artifact, _rules(s))
-
-
 def _io_contract(s: Subject, _: None) -> CheckResult:
     layout = layouts.get(s.case.layout) if s.case.layout else None  # another tool's: its layout's own contract
     return check_layout_contract(s.artifact, layout) if layout else check_io_contract(s.artifact)
@@ -172,6 +155,11 @@ def _row_independence(s: Subject, _: None) -> CheckResult:
 def _parity(s: Subject, _: None) -> CheckResult:
     batch = inputs.parity_batch(s.variant, s.artifact.encoder, s.case.static_batch)
     return check_parity(s.artifact, s.model, _tolerance(s, "parity"), batch=batch)
+
+
+def _source_agreement(s: Subject, _: None) -> CheckResult:
+    batch = inputs.parity_batch(s.variant, s.artifact.encoder, s.case.static_batch)
+    return check_source_agreement(s.artifact, s.source, _tolerance(s, "source_agreement"), batch=batch)
 
 
 def _zero_shot_agreement(s: Subject, _: None) -> CheckResult:
@@ -252,16 +240,18 @@ ANY_INPUT = frozenset(Target) - SIMULATED
 # Where the precision is the compiler's (OpenVINO's bf16 hint, RKNN's fp16 build), the ONNX stores fp32.
 STORED_PRECISION = ANY_INPUT - {Target.OPENVINO_BF16}
 INT8 = frozenset(t for t in Target if t.precision == Precision.INT8)
+COMPILED = frozenset(t for t in ANY_INPUT if t.compiled)
+EXPORT = frozenset({Target.ONNX})  # the host checks: another tool's fp32 graphs, not again per compiled sibling
 NOT_ON_STATIC = "no dynamic batch to check (the batch checks compare its batch with batch 1 of the same graph)"
 
 # fmt: off
 CHECKS: tuple[Check, ...] = (
     Check("opset_validity", _opset_validity, targets=ANY_INPUT),
     Check("io_contract", _io_contract, targets=ANY_INPUT),
-    Check("profile_ops", _profile_ops, profiles=STATIC, targets=ANY_INPUT),
-    Check("static_shapes", _static_shapes, profiles=STATIC, targets=ANY_INPUT),
-    Check("profile_dtypes", _profile_dtypes, profiles=STATIC, targets=ANY_INPUT),
-    Check("finite_constants", _finite_constants, profiles=STATIC, targets=ANY_INPUT),
+    Check("profile_ops", run_profile_ops, profiles=STATIC, targets=ANY_INPUT),
+    Check("static_shapes", run_static_shapes, profiles=STATIC, targets=ANY_INPUT),
+    Check("profile_dtypes", run_profile_dtypes, profiles=STATIC, targets=ANY_INPUT),
+    Check("finite_constants", run_finite_constants, profiles=STATIC, targets=ANY_INPUT),
     Check("realised_precision", _realised_precision, targets=STORED_PRECISION),
     Check("int8_saturation", _int8_saturation, targets=INT8),
     Check("repeatability", _repeatability, targets=ANY_INPUT),
@@ -270,6 +260,7 @@ CHECKS: tuple[Check, ...] = (
           static_skip=NOT_ON_STATIC),
     Check("row_independence", _row_independence, targets=ANY_INPUT),
     Check("parity", _parity, reference=True),
+    Check("source_agreement", _source_agreement, targets=COMPILED, tolerance="parity"),
     Check("finite_extremes", _finite_extremes),
     Check("fusions", _fusions, targets=frozenset({Target.ORT_OPT}), params=FUSED_OPS),
     Check("zero_shot_agreement", _zero_shot_agreement, scope=Scope.PAIR, reference=True),
@@ -281,11 +272,11 @@ CHECKS: tuple[Check, ...] = (
           tolerance="projection_roundtrip", drawn=True, targets=ANY_INPUT, reference=True),
     Check("token_dtype", _token_dtype, encoders=TEXT, targets=ANY_INPUT),
     Check("split_matches_full", _split_matches_full, scope=Scope.PAIR, targets=ANY_INPUT),
-    Check("host_preprocessing", run_host_preprocessing, scope=Scope.PAIR, layouts_only=True),
-    Check("host_tokenizer", run_host_tokenizer, scope=Scope.PAIR, layouts_only=True),
-    Check("logits", run_logits, scope=Scope.PAIR, layouts_only=True),
+    Check("host_preprocessing", run_host_preprocessing, scope=Scope.PAIR, layouts_only=True, targets=EXPORT),
+    Check("host_tokenizer", run_host_tokenizer, scope=Scope.PAIR, layouts_only=True, targets=EXPORT),
+    Check("logits", run_logits, scope=Scope.PAIR, layouts_only=True, targets=EXPORT),
     Check("producer_reference", run_producer_reference, scope=Scope.PAIR, layouts_only=True, reference=True,
-          tolerance="parity"),
+          targets=EXPORT, tolerance="parity"),
     Check("bundle_integrity", _bundle_integrity, scope=Scope.BUNDLE),
     Check("latency", _latency, scope=Scope.TIMED, targets=ANY_INPUT, reference=True),
 )

@@ -143,3 +143,16 @@ def reference_models(weights_path: Path | None) -> Any:
     from fixtures.models import Models
 
     return Models(cache=None, weights_path=weights_path, seed=0, device="cpu", progress=lambda m: None)  # type: ignore[arg-type]
+
+
+def vendored_blobs(folder: Path) -> dict[str, tuple[str, str]]:
+    """Each file a VENDORED.md table lists: (the git blob id it records, the blob id of the file as it is here)."""
+    import hashlib
+    import re
+
+    table = re.findall(r"\| `([^`]+)` \| `([0-9a-f]{40})` \|", (folder / "VENDORED.md").read_text())
+    found = {}
+    for name, blob in table:
+        data = (folder / name).read_bytes()
+        found[name] = (blob, hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest())
+    return found

@@ -1,17 +1,21 @@
 """Other tools' exports, made by those tools from the suite's synthetic weights (the `producers` extra).
 
-Each function writes a folder as its producer lays it out: Optimum's exporter on transformers' CLIPModel, and
-immich's procedure (open_clip's OpenAI loader, `forward` pointed at encode_image / encode_text with
-normalize=True, torch.onnx.export at opset 17 and batch 1 without dynamic axes). immich's exporter passes no
-`dynamo` flag; on torch >= 2.9 that means dynamo, whose conversion down to opset 17 fails on the text graph here
-(onnx's version converter, axes_input_to_attribute), so these use the TorchScript exporter, the default before
-torch 2.9. Nothing here imitates a graph by hand.
+Each function writes a folder as its producer lays it out: Optimum's exporter on transformers' CLIPModel,
+transformers.js's own conversion script (vendored: tests/transformersjs.py), and immich's procedure (open_clip's
+OpenAI loader, `forward` pointed at encode_image / encode_text with normalize=True, torch.onnx.export at opset 17
+and batch 1 without dynamic axes). immich's exporter passes no `dynamo` flag; on torch >= 2.9 that means dynamo,
+whose conversion down to opset 17 fails on the text graph here (onnx's version converter,
+axes_input_to_attribute), so these use the TorchScript exporter, the default before torch 2.9. Nothing here
+imitates a graph by hand.
 """
 
 from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
+import tempfile
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -21,6 +25,7 @@ import onnx
 import torch
 
 from conformance import layouts, producers
+from conformance.case import Target
 from conformance.encoders import ClipModel
 from conformance.layouts.folder import LayoutFolder
 from conformance.subject import Subject
@@ -31,6 +36,16 @@ IMMICH_OPSET = 17
 Edit = Callable[[Any], None]
 
 
+def hf_checkpoint(model: ClipModel, variant: Variant, checkpoint: Path) -> Any:
+    """An HF checkpoint folder converted from `model`: safetensors and config, tokenizer files from clip's BPE
+    vocabulary, OpenAI's image processor settings. Returns transformers' model."""
+    hf = producers.hf_clip_model(model, variant)
+    hf.save_pretrained(str(checkpoint))
+    producers.save_hf_tokenizer(checkpoint)
+    producers.hf_image_processor(variant.image_resolution).save_pretrained(str(checkpoint))
+    return hf
+
+
 def optimum_folder(model: ClipModel, variant: Variant, out: Path, work: Path, edit: Edit | None = None) -> Path:
     """`optimum-cli export onnx --task zero-shot-image-classification` on an HF checkpoint converted from `model`
     (tokenizer files from clip's BPE vocabulary, OpenAI's image processor settings). `edit` breaks the HF model
@@ -39,11 +54,7 @@ def optimum_folder(model: ClipModel, variant: Variant, out: Path, work: Path, ed
     from optimum.exporters.onnx import main_export, onnx_export_from_model
 
     checkpoint = work / "hf-checkpoint"
-    hf = producers.hf_clip_model(model, variant)
-    hf.save_pretrained(str(checkpoint))
-    producers.save_hf_tokenizer(checkpoint)
-    processor = producers.hf_image_processor(variant.image_resolution)
-    processor.save_pretrained(str(checkpoint))
+    hf = hf_checkpoint(model, variant, checkpoint)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         if edit is None:
@@ -60,6 +71,31 @@ def optimum_folder(model: ClipModel, variant: Variant, out: Path, work: Path, ed
             ):
                 if (checkpoint / name).is_file():
                     (out / name).write_bytes((checkpoint / name).read_bytes())
+    return out
+
+
+RKNN_ZOO = Path(__file__).resolve().parent / "vendor" / "rknn_model_zoo" / "examples" / "clip" / "python"
+
+
+def rknnzoo_folder(optimum: Path, out: Path) -> Path:
+    """Rockchip's zoo procedure (tests/vendor/rknn_model_zoo/VENDORED.md): its truncated_onnx.py, run as its
+    export_onnx.md says, cuts Optimum's model.onnx (an `optimum_folder`, opset 18) into clip_text.onnx and
+    clip_images.onnx, which it writes to ../model/ from where it runs."""
+    with tempfile.TemporaryDirectory() as work:
+        (Path(work) / "python").mkdir()
+        (Path(work) / "model").mkdir()
+        run = subprocess.run(
+            [sys.executable, str(RKNN_ZOO / "truncated_onnx.py"), "--model", str((optimum / "model.onnx").resolve())],
+            cwd=Path(work) / "python",
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if run.returncode != 0:
+            raise RuntimeError(f"the zoo's truncated_onnx.py failed:\n{run.stderr[-4000:]}")
+        out.mkdir(parents=True, exist_ok=True)
+        for made in (Path(work) / "model").iterdir():
+            shutil.move(str(made), out / made.name)
     return out
 
 
@@ -121,14 +157,21 @@ def immich_folder(
     return out
 
 
-def layout_subjects(folder: Path, layout: str, reference: bool = True) -> tuple[dict[str, Subject], Subject]:
-    """A tiny-vit folder's graph subjects (by encoder) and its pair subject, as the plugin builds them."""
+def layout_subjects(
+    folder: Path, layout: str, reference: bool = True, target: Target = Target.ONNX
+) -> tuple[dict[str, Subject], Subject]:
+    """A tiny-vit folder's graph subjects (by encoder) and its pair subject, as the plugin builds them; with a
+    compile `target`, its compiled siblings', each with the fp32 graph beside it as its source."""
     loaded = synthetic(TINY_VIT) if reference else None
     found = LayoutFolder(folder, layouts.get(layout), TINY_VIT, *([loaded.provenance] if loaded else []))
     model, why = (loaded.model, None) if loaded else (None, "no reference weights")
-    artifacts = {kind: found.artifact(kind) for kind in found.encoders()}
-    graphs = {str(k): Subject(found.case(k), model, {k: a}, no_reference=why) for k, a in artifacts.items()}
-    return graphs, Subject(found.case(), model, artifacts, no_reference=why)
+    artifacts = {kind: found.artifact(kind, target) for kind in found.encoders()}
+    sources = {kind: found.artifact(kind) for kind in found.encoders()} if target.compiled else {}
+    graphs = {
+        str(k): Subject(found.case(k, target), model, {k: a}, sources=sources, no_reference=why)
+        for k, a in artifacts.items()
+    }
+    return graphs, Subject(found.case(None, target), model, artifacts, sources=sources, no_reference=why)
 
 
 def copy_folder(made: dict[str, Path], layout: str, tmp_path: Path) -> Path:
@@ -143,13 +186,13 @@ def edit_file(path: Path, edit: Callable[[Any], None]) -> None:
 
 
 def main() -> None:
-    """`python -m tests.producers --variant ViT-B/32 --out DIR`: DIR/optimum and DIR/immich from synthetic weights
-    (`--seed`), for `pytest --artifacts=DIR/optimum --artifacts=DIR/immich --synthetic-reference` (.ci/run does)."""
+    """`python -m tests.producers --variant ViT-B/32 --out DIR`: DIR/optimum, DIR/transformersjs and DIR/immich from
+    synthetic weights (`--seed`), for `pytest --artifacts=DIR/optimum ... --synthetic-reference` (.ci/run does)."""
     import argparse
-    import tempfile
 
     from conformance import weights
     from conformance.variants import get
+    from tests.transformersjs import convert
 
     parser = argparse.ArgumentParser(prog="python -m tests.producers")
     parser.add_argument("--variant", default="ViT-B/32")
@@ -160,8 +203,10 @@ def main() -> None:
     model = weights.build_synthetic(variant, args.seed)  # never a checkpoint found in ~/.cache/clip
     with tempfile.TemporaryDirectory() as work:
         optimum_folder(model, variant, args.out / "optimum", Path(work))
+        convert(Path(work) / "hf-checkpoint", args.out / "transformersjs")  # the checkpoint optimum exported
+    rknnzoo_folder(args.out / "optimum", args.out / "rknnzoo")
     immich_folder(model, variant, args.out / "immich")
-    print(f"wrote {args.out / 'optimum'} (Optimum) and {args.out / 'immich'} (immich's procedure)")
+    print(f"wrote {args.out}/: optimum, transformersjs, rknnzoo (Rockchip's zoo) and immich (immich's procedure)")
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ from conformance import inputs
 from conformance.case import Case, Exporter, Precision, Profile, Target
 from conformance.checks.extremes import check_finite_extremes
 from conformance.checks.fusions import check_fusions
-from conformance.checks.parity import check_parity
+from conformance.checks.parity import check_parity, check_source_agreement
 from conformance.checks.precision import check_realised_precision
 from conformance.checks.validity import check_opset_validity
 from conformance.compile import recipes
@@ -95,9 +95,15 @@ def test_int8_with_layernorm_softmax_and_adds_quantised_fails_the_int8_budget(ti
         artifact = compile_to(tmp_path, case, source)
     artifact.case = source.case.on(target)
     model = synthetic(TINY_VIT).model
-    assert check_parity(compiled(tiny_cache, target, encoder), model, budget(target, encoder)).passed
+    fine = compiled(tiny_cache, target, encoder)
+    assert check_parity(fine, model, budget(target, encoder)).passed
     result = check_parity(artifact, model, budget(target, encoder))
     assert not result.passed and "min cosine" in result.message
+    # source_agreement holds it to the fp32 graph it was compiled from, without the torch model
+    assert check_source_agreement(fine, source, budget(target, encoder)).passed
+    result = check_source_agreement(artifact, source, budget(target, encoder))
+    assert not result.passed and "min cosine" in result.message
+    assert check_source_agreement(fine, None, budget(target, encoder)).status == "skipped"
 
 
 def test_fp16_of_a_model_whose_activations_pass_fp16_range_fails_finite_extremes(tmp_path):

@@ -100,7 +100,7 @@ def test_a_malformed_layout_file_is_refused_naming_it():
                     "inputs": {"tokens": "ids", "mask": "attention_mask"}}],
         "contract": {"m.onnx": {}},
     }  # fmt: skip
-    with pytest.raises(layouts.LayoutError, match="a mask exactly when"):
+    with pytest.raises(layouts.LayoutError, match="a mask just when"):
         layouts._parse("broken", raw)
     del raw["text"]
     with pytest.raises(layouts.LayoutError, match=r"broken\.toml is malformed"):

@@ -24,7 +24,8 @@ pytest.importorskip("optimum.exporters.onnx", reason="the producers extra: pip i
 pytest.importorskip("open_clip", reason="the producers extra: pip install -e '.[producers]'")
 from tests.producers import copy_folder, edit_file, immich_folder, layout_subjects
 
-LAYOUTS = ("optimum", "immich")
+LAYOUTS = ("optimum", "transformersjs", "rknnzoo", "immich")
+CONFIGURED = ("optimum", "transformersjs", "immich")  # the zoo's folder has no config.json
 
 
 def test_each_producers_export_passes_the_suite_and_the_report_names_its_layout(made, repo_root, tmp_path):
@@ -36,12 +37,16 @@ def test_each_producers_export_passes_the_suite_and_the_report_names_its_layout(
     assert run.returncode == 0, run.stdout[-3000:]
     doc = json.loads((reports / "results.json").read_text())
     assert {v["layout"] for v in doc["layouts"].values()} == set(LAYOUTS)
-    by_check = {(t["layout"], t["check"]): t for t in doc["tests"] if t.get("layout")}
+    by_check = {(t["layout"], t["check"], t["target"]): t for t in doc["tests"] if t.get("layout")}
     for layout in LAYOUTS:
         for check in ("parity", "host_preprocessing", "host_tokenizer", "producer_reference", "zero_shot_agreement"):
-            assert by_check[(layout, check)]["outcome"] == "passed", (layout, check)
-    assert "fixed at batch 1" in by_check[("immich", "dynamic_batch")]["message"]
-    assert by_check[("optimum", "dynamic_batch")]["outcome"] == "passed"
+            expected = "skipped" if layouts.get(layout).skip_reason(check) else "passed"  # the zoo: no host files
+            assert by_check[(layout, check, "onnx")]["outcome"] == expected, (layout, check)
+    for target in ("fp16", "int8-dynamic"):  # transformers.js's siblings, against the fp32 graphs beside them
+        assert by_check[("transformersjs", "source_agreement", target)]["outcome"] == "passed"
+    assert doc["layouts"]["transformersjs"]["siblings"] == ["fp16", "int8-dynamic"]
+    assert "fixed at batch 1" in by_check[("immich", "dynamic_batch", "onnx")]["message"]
+    assert by_check[("optimum", "dynamic_batch", "onnx")]["outcome"] == "passed"
     assert "Exports made elsewhere" in (reports / "report.html").read_text()
 
 
@@ -212,7 +217,7 @@ def test_an_immich_style_export_with_a_dynamic_batch_gets_the_batch_checks(tmp_p
         assert run_check("row_independence", graphs[kind]).passed
 
 
-@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("layout", CONFIGURED)
 def test_a_folder_of_another_variant_fails_the_contract_by_its_config(made, layout):
     """ViT-B/16 and ViT-B/32 have the same I/O shapes: only what the folder says of its architecture tells them
     apart without weights. Here tiny-vit's folder is checked as another ViT with its shapes."""

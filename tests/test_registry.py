@@ -46,6 +46,9 @@ def test_applicability_follows_the_row():
     assert not BY_NAME["dynamic_batch"].applies(image.on(Target.RKNN))  # its simulator answers fixed inputs only
     assert BY_NAME["fusions"].applies(image.on(Target.ORT_OPT)) and not BY_NAME["fusions"].applies(image)
     assert all(BY_NAME["finite_extremes"].applies(image.on(t)) for t in Target)
+    # a compiled graph against the fp32 graph it was made from: not an export, not RKNN's fixed-input simulator
+    compiled = {t for t in Target if BY_NAME["source_agreement"].applies(image.on(t))}
+    assert compiled == {t for t in Target if t.compiled} - {Target.RKNN}
 
 
 @pytest.mark.parametrize("name", ["opset_validity", "io_contract", "parity", "repeatability"])

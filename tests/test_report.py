@@ -121,6 +121,16 @@ def test_merge_holds_both_shards_rows(shards, repo_root):
     assert "tiny-rn" in page and "tiny-vit" in page and "merged from 2 shard(s)" in page
 
 
+def test_merge_keeps_each_shards_exports_made_elsewhere():
+    """One CI job per producer's folder, then one report: the "Exports made elsewhere" section holds every folder."""
+    folder = {"layout": "optimum", "producer": "Optimum", "siblings": [], "skips": {}}
+    shard = {"tests": [], "exit_status": 0}
+    merged = schema.merge([("a", {**shard, "layouts": {"a": folder}}), ("b", {**shard, "layouts": {"b": folder}})])
+    assert set(merged["layouts"]) == {"a", "b"}
+    assert "layouts" not in schema.merge([("a", shard)])  # a run of the suite's own exports has no such section
+    assert "Exports made elsewhere" in html.render(merged)
+
+
 def test_merge_refuses_a_foreign_file(tmp_path, repo_root):
     bogus = tmp_path / "results.json"
     bogus.write_text('{"schema": "something-else/9"}')

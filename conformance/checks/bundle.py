@@ -33,7 +33,7 @@ def check_layout_files(folder: Path, layout: Layout) -> CheckResult:
     the layout names is a readable ONNX file, and its external data lies inside the folder, whole."""
     root = folder.resolve()
     problems: list[str] = []
-    for name in layout.files:
+    for name in layout.present(folder):  # its fp32 graphs and any compiled sibling beside them
         path = folder / name
         try:
             model = load_path(path)
@@ -49,7 +49,12 @@ def check_layout_files(folder: Path, layout: Layout) -> CheckResult:
                 if entry.key == "location" and not inside:
                     problems.append(f"{name}: tensor {tensor.name!r} reads {entry.value!r}, outside the folder")
         problems += [f"{name}: {p}" for p in external_data_problems(model, path.parent)]
-    figures = {"bundle": str(folder), "layout": layout.name, "producer": layout.producer, "graphs": layout.files}
+    figures = {
+        "bundle": str(folder),
+        "layout": layout.name,
+        "producer": layout.producer,
+        "graphs": layout.present(folder),
+    }
     return verdict(
         CHECK, list(dict.fromkeys(problems)), figures, f"layout {layout.name}: graphs and external data whole"
     )

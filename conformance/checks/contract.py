@@ -109,7 +109,7 @@ def check_layout_contract(artifact: Artifact, layout: Layout) -> CheckResult:
         model = load_structure(artifact)
     except ArtifactError as exc:
         return failed(CHECK, str(exc))
-    contract = layout.contract[artifact.onnx_file]
+    contract = layout.contract[layout.binding(artifact.encoder).file]  # a compiled sibling: its fp32 graph's
     found = {"inputs": graph_inputs(model), "outputs": graph_outputs(model)}
     figures: dict[str, Any] = {"layout": layout.name, **{k: [vars(s) for s in v] for k, v in found.items()}}
     problems = []

@@ -11,7 +11,7 @@ from conformance.encoders import ClipModel, EncoderKind, project_text
 from conformance.inputs import PARITY_ITEMS, SINGLES, TEXTS, parity_inputs
 from conformance.numerics import Tolerance, compare, nonfinite_problem
 from conformance.outputs import onnx_output, reference_output, torch_output
-from conformance.results import CheckResult, error_line, failed, verdict
+from conformance.results import CheckResult, error_line, failed, skipped, verdict
 
 CHECK = "parity"
 CHECK_ZERO_SHOT = "zero_shot_agreement"
@@ -101,7 +101,8 @@ def check_zero_shot_agreement(
     except Exception as exc:  # noqa: BLE001
         return failed(CHECK_ZERO_SHOT, f"onnx side failed: {error_line(exc)}")
     torch_sim = similarity(
-        torch_output(model, EncoderKind.IMAGE, images), torch_output(model, EncoderKind.TEXT_FULL, tokens)
+        torch_output(model, EncoderKind.IMAGE, images),
+        torch_output(model, EncoderKind.TEXT_FULL, text_split.binding.fitted(tokens) if text_split.binding else tokens),
     )
     nonfinite = [
         p
@@ -137,3 +138,31 @@ def _agreement(onnx_sim: np.ndarray, torch_sim: np.ndarray, tol: Tolerance) -> C
         problems.append(f"a similarity moved by {error:.3g}, over the budget {tol.atol:g} ({tol.reason})")
     problems += ranking_disagreements(onnx_sim, torch_sim, tie=2 * tol.atol)
     return verdict(CHECK_ZERO_SHOT, problems, figures, f"rankings agree (max similarity error {error:.2g})")
+
+
+CHECK_SOURCE = "source_agreement"
+
+
+def check_source_agreement(artifact: Artifact, source: Artifact | None, tol: Tolerance, batch: int = 4) -> CheckResult:
+    """A compiled graph (another tool's `_fp16` / `_quantized` sibling, or a compile target) against the fp32 graph
+    it was made from, on parity's inputs, within the target's parity budget. It needs no weights: a sibling that
+    lost its accuracy fails even where no reference can be rebuilt, and where one can, it tells a compile fault
+    from an export fault."""
+    if source is None:
+        return skipped(
+            CHECK_SOURCE, "no fp32 graph beside it to compare with (a release bundle ships the compiled one)"
+        )
+    arrays = parity_inputs(artifact.variant, artifact.encoder, batch)
+    if artifact.binding is not None and artifact.encoder != EncoderKind.IMAGE:
+        arrays += [inputs.tokens(inputs.EDGE_TEXTS[case], artifact.variant) for case in LAYOUT_EDGE_CASES]
+    try:
+        actual = np.concatenate([onnx_output(artifact, x) for x in arrays])
+    except Exception as exc:  # noqa: BLE001
+        return failed(CHECK_SOURCE, f"onnxruntime failed on the compiled graph: {error_line(exc)}")
+    try:
+        expected = np.concatenate([onnx_output(source, x) for x in arrays])
+    except Exception as exc:  # noqa: BLE001
+        return failed(CHECK_SOURCE, f"onnxruntime failed on its fp32 graph {source.label}: {error_line(exc)}")
+    comparison = compare(actual, expected, tol, f"{artifact.label} vs {source.label}", "the fp32 graph")
+    figures = {"batch": len(actual), "source": source.label, **comparison.figures, "tolerance": tol.to_dict()}
+    return verdict(CHECK_SOURCE, comparison.problems, figures)

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 import onnx
 
 from conformance.artifact import Artifact
+from conformance.checks.constants import check_finite_constants
 from conformance.encoders import EncoderKind
 from conformance.graph import STANDARD_DOMAINS, all_nodes, default_opset
 from conformance.profiles.fold import (
@@ -25,8 +26,9 @@ from conformance.profiles.fold import (
     value_type,
     view_or_failure,
 )
-from conformance.profiles.rules import ProfileRules
+from conformance.profiles.rules import ProfileRules, load_profile
 from conformance.results import CheckResult, verdict
+from conformance.subject import Subject
 
 CHECK_OPS = "profile_ops"
 CHECK_SHAPES = "static_shapes"
@@ -229,3 +231,26 @@ def check_profile_dtypes(artifact: Artifact, rules: ProfileRules) -> CheckResult
     problems = _boundary_dtype_problems(view, artifact, rules) + grouped(found)
     figures = {"runtime_dtypes": dict(runtime), "constant_dtypes": dict(constants)}
     return verdict(CHECK_DTYPES, problems, figures, f"run-time types {sorted(runtime)}")
+
+
+# The registry's adapters, (subject, parameter) -> result: each rule set is the subject's shape profile's.
+
+
+def _rules(s: Subject) -> ProfileRules:
+    return load_profile(str(s.case.profile))
+
+
+def run_profile_ops(s: Subject, _: None) -> CheckResult:
+    return check_profile_ops(s.artifact, _rules(s))
+
+
+def run_static_shapes(s: Subject, _: None) -> CheckResult:
+    return check_static_shapes(s.artifact, _rules(s))
+
+
+def run_profile_dtypes(s: Subject, _: None) -> CheckResult:
+    return check_profile_dtypes(s.artifact, _rules(s))
+
+
+def run_finite_constants(s: Subject, _: None) -> CheckResult:
+    return check_finite_constants(s.artifact, _rules(s))

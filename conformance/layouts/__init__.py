@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from conformance.case import Profile, Target
 from conformance.encoders import EncoderKind
 
 SUITE = "suite"  # the suite's own bundles (manifest.json); not a data file: conformance/bundle/ reads those
@@ -45,6 +46,7 @@ class TextRules:
     pad_token: int  # what fills the context after the first EOT (clip.tokenize: 0; HF's openai config: 49407)
     mask: str  # how the attention mask is built, or "none" (no mask input)
     pooling: str  # which position the text graph pools: the argmax of the ids, or the first EOT
+    context: int | None = None  # the host's sequence length, where it feeds fewer than CLIP's 77 (Rockchip's zoo: 20)
 
 
 @dataclass(frozen=True)
@@ -65,6 +67,19 @@ class GraphBinding:
     def input_name(self) -> str:
         return self.inputs["pixels" if self.encoder == EncoderKind.IMAGE else "tokens"]
 
+    def fitted(self, tokens: np.ndarray) -> np.ndarray:
+        """`clip.tokenize` ids as they fit the host's sequence length, still `tokens`' width (0-padded), so that the
+        reference sees what the graph sees: a text longer than the context ends in the EOT at its last position, as
+        a tokenizer truncates (clip's model on those ids equals it on the shorter context: its mask is causal)."""
+        context = self.text.context
+        if context is None or context >= tokens.shape[1] or self.encoder == EncoderKind.IMAGE:
+            return tokens
+        fitted = np.zeros_like(tokens)
+        fitted[:, :context] = tokens[:, :context]
+        cut = (tokens[:, context:] != 0).any(axis=1)
+        fitted[cut, context - 1] = EOT_TOKEN
+        return fitted
+
     def host_tokens(self, tokens: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """`clip.tokenize` ids as this layout's host feeds them: the same ids (a text holding `<|endoftext|>` keeps
         what follows it, as a tokenizer does), the layout's padding token where clip pads with 0, and the
@@ -83,7 +98,9 @@ class GraphBinding:
             pixels, tokens = array, np.array([[EOT_TOKEN - 1, EOT_TOKEN] + [0] * 75], dtype=np.int64)
         else:
             pixels, tokens = np.zeros((1, 3, resolution, resolution), np.float32), array
-        host, mask = self.host_tokens(tokens)
+        host, mask = self.host_tokens(self.fitted(tokens))
+        if self.text.context is not None:  # the host feeds its own sequence length
+            host, mask = host[:, : self.text.context], mask[:, : self.text.context]
         by_role = {"pixels": pixels, "tokens": host, "mask": mask}
         return {name: by_role[role] for role, name in self.inputs.items()}
 
@@ -104,6 +121,9 @@ class Layout:
     batch: int | None
     config: dict[str, Any]  # {file, keys: {key path: Variant field}}: what the folder says of the architecture
     logits: dict[str, str]  # {image, text}: the graph's logits outputs, where it gives them (Optimum)
+    # compile target -> the suffix of the producer's compiled sibling of each graph (transformers.js: "_fp16" for
+    # fp16, "_quantized" for int8-dynamic): checked where present, against the fp32 graph beside it
+    siblings: dict[Target, str]
 
     def fits(self, folder: Path) -> bool:
         return all((folder / f).is_file() for f in self.detect) and not any(
@@ -121,12 +141,38 @@ class Layout:
     def files(self) -> list[str]:
         return list(dict.fromkeys(g.file for g in self.graphs))
 
+    def sibling(self, file: str, target: Target) -> str:
+        """The file of `file`'s compiled sibling for `target` (the file itself for the fp32 export)."""
+        if target == Target.ONNX:
+            return file
+        path = Path(file)
+        return str(path.with_name(f"{path.stem}{self.siblings[target]}{path.suffix}"))
+
+    def present(self, folder: Path) -> list[str]:
+        """The graph files of `folder` this layout reads: its fp32 graphs and each compiled sibling beside them."""
+        found = [self.sibling(f, t) for t in self.siblings for f in self.files]
+        return [*self.files, *(f for f in found if (folder / f).is_file())]
+
+    def targets(self, folder: Path, encoder: EncoderKind | None = None) -> list[Target]:
+        """The fp32 export, and each compiled sibling present in `folder` for the encoder's graph (for every graph of
+        the layout, with no encoder: the checks that take the encoders together)."""
+        files = [self.binding(encoder).file] if encoder else self.files
+        present = [t for t in self.siblings if all((folder / self.sibling(f, t)).is_file() for f in files)]
+        return [Target.ONNX, *present]
+
     def skip_reason(self, check: str) -> str | None:
         return self.skips.get(check)
 
 
 def _text_rules(raw: dict[str, Any], where: str) -> TextRules:
-    rules = TextRules(str(raw["dtype"]), int(raw["pad_token"]), str(raw["mask"]), str(raw["pooling"]))
+    context = raw.get("context")
+    rules = TextRules(
+        str(raw["dtype"]),
+        int(raw["pad_token"]),
+        str(raw["mask"]),
+        str(raw["pooling"]),
+        int(context) if context else None,
+    )
     if rules.dtype not in ("int32", "int64") or rules.mask not in MASKS or rules.pooling not in POOLINGS:
         raise LayoutError(f"{where}: [text] {raw} (dtype int32|int64, mask {MASKS}, pooling {POOLINGS})")
     return rules
@@ -165,19 +211,23 @@ def _parse(name: str, raw: dict[str, Any]) -> Layout:
             batch=int(batch) if batch is not None else None,
             config=dict(raw.get("config", {})),
             logits=dict(raw.get("logits", {})),
+            siblings={Target(t): str(suffix) for t, suffix in raw.get("siblings", {}).items()},
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise LayoutError(f"{where} is malformed: {type(exc).__name__}: {exc}") from None
+    if not all(t.compiled and t.runtime == "onnxruntime" and t.profile == Profile.DYNAMIC for t in layout.siblings):
+        raise LayoutError(f"{where}: [siblings] {sorted(layout.siblings)}: only onnxruntime compile targets")
     missing = [g.file for g in graphs if g.file not in layout.contract]
     if missing:
         raise LayoutError(f"{where}: no [contract] for {missing}")
     for g in graphs:
         roles = set(g.inputs)
         needed = {"pixels" if g.encoder == EncoderKind.IMAGE else "tokens"}
-        if not needed <= roles <= {"pixels", "tokens", "mask"} or ("mask" in roles) != (text.mask != "none"):
+        masked = "tokens" in roles and (text.mask != "none")  # a graph that takes ids takes the mask [text] builds
+        if not needed <= roles <= {"pixels", "tokens", "mask"} or ("mask" in roles) != masked:
             raise LayoutError(
-                f"{where}: graph {g.file} ({g.encoder}) has input roles {sorted(roles)}: "
-                f"it needs {sorted(needed)}, among pixels/tokens/mask, and a mask exactly when [text] builds one"
+                f"{where}: graph {g.file} ({g.encoder}) has input roles {sorted(roles)}: it needs "
+                f"{sorted(needed)}, among pixels/tokens/mask, and a mask just when it takes ids and [text] builds one"
             )
     return layout
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import onnx
 
 from conformance.artifact import Artifact, ArtifactError
-from conformance.case import Case, Exporter
+from conformance.case import Case, Exporter, Target
 from conformance.encoders import EncoderKind
 from conformance.graph import load_path
 from conformance.layouts import Layout, get
@@ -74,32 +74,39 @@ class LayoutFolder:
     def encoders(self) -> list[EncoderKind]:
         return self.layout.encoders
 
-    def case(self, encoder: EncoderKind | None = None) -> Case:
-        """One graph's case, or, with no encoder, the folder's graphs together."""
-        file = self.layout.binding(encoder).file if encoder else self.layout.files[0]
+    def targets(self, encoder: EncoderKind | None = None) -> list[Target]:
+        """The fp32 export and the compiled siblings present (transformers.js: `_fp16`, `_quantized`)."""
+        return self.layout.targets(self.folder, encoder)
+
+    def case(self, encoder: EncoderKind | None = None, target: Target = Target.ONNX) -> Case:
+        """One graph's case, or, with no encoder, the folder's graphs together; a compiled sibling's with `target`."""
+        file = self.layout.sibling(self.layout.binding(encoder).file if encoder else self.layout.files[0], target)
         return Case(
             self.variant,
             encoder,
             Exporter(self.layout.exporter),
             default_opset(self.folder / file),
+            target.precision,
+            target,
             bundle=self.folder,
             static_batch=fixed_batch(self.folder / file, self.layout),
             layout=self.layout.name,
         )
 
-    def artifact(self, encoder: EncoderKind) -> Artifact:
+    def artifact(self, encoder: EncoderKind, target: Target = Target.ONNX) -> Artifact:
         binding = self.layout.binding(encoder)
-        path = self.folder / binding.file
-        names = [binding.file, *(str(Path(binding.file).parent / f) for f in external_files(path))]
+        file = self.layout.sibling(binding.file, target)
+        path = self.folder / file
+        names = [file, *(str(Path(file).parent / f) for f in external_files(path))]
         sizes = {n: (self.folder / n).stat().st_size if (self.folder / n).is_file() else -1 for n in names}
         return Artifact(
             folder=self.folder,
-            case=self.case(encoder),
+            case=self.case(encoder, target),
             provenance=self.provenance,
             token_dtype=binding.text.dtype if encoder != EncoderKind.IMAGE else None,
             projection_file=None,
             files=sizes,
-            onnx_file=binding.file,
+            onnx_file=file,
             layout=self.layout.name,
         )
 

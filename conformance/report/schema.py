@@ -79,10 +79,12 @@ def merge(docs: list[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
     later shard's record; the merged exit status is the worst of the shards'."""
     by_id: dict[str, dict[str, Any]] = {}
     provenance: dict[str, Any] = {}
+    folders: dict[str, Any] = {}  # another tool's --artifacts folders: their layouts, siblings and skips
     shards = []
     for source, doc in docs:
         by_id.update({t["nodeid"]: t for t in doc["tests"]})
         provenance.update(doc.get("provenance", {}))
+        folders.update(doc.get("layouts", {}))
         shards.append(
             {
                 "source": source,
@@ -94,6 +96,9 @@ def merge(docs: list[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
         )
     exit_status = max((s["exit_status"] or 0 for s in shards), default=0)
     first = docs[0][1] if docs else {}
-    return document(
+    merged = document(
         list(by_id.values()), exit_status, first.get("environment", {}), provenance, first.get("options", {}), shards
     )
+    if folders:
+        merged["layouts"] = folders
+    return merged

@@ -1,0 +1,128 @@
+"""transformers.js's split export and its compiled siblings, made by its own conversion script (vendored verbatim:
+tests/vendor/transformers_js) from the suite's synthetic weights: the siblings are checked against the fp32 graphs
+beside them without any weights, and a broken sibling fails. The layout's other negative controls (pooling, overflow,
+another variant's config) run with the other producers' in test_producers.py."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import onnx
+import pytest
+from onnx import numpy_helper
+
+from conformance import layouts
+from conformance.case import Target
+from conformance.checks.bundle import check_bundle_integrity
+from conformance.layouts.folder import LayoutFolder
+from conformance.registry import run_check
+from tests.graph_edits import _const, rewire_output
+from tests.helpers import TINY_VIT, vendored_blobs
+from tests.transformersjs import VENDOR
+
+pytest.importorskip("optimum.exporters.onnx", reason="the producers extra: pip install -e '.[producers]'")
+from tests.producers import copy_folder, edit_file, layout_subjects
+
+SIBLINGS = (Target.FP16, Target.INT8_DYNAMIC)
+
+
+def test_the_vendored_scripts_are_the_pinned_commits_files():
+    blobs = vendored_blobs(VENDOR)
+    assert len(blobs) == 7 and all(recorded == found for recorded, found in blobs.values()), blobs
+
+
+def test_the_script_writes_the_layout_transformers_js_loads(made):
+    folder = made["transformersjs"]
+    assert layouts.detect(folder) == "transformersjs"
+    assert layouts.get("transformersjs").targets(folder) == [Target.ONNX, *SIBLINGS]
+    quantized = onnx.load(str(folder / "onnx" / "text_model_quantized.onnx"), load_external_data=False)
+    assert "MatMulInteger" in {n.op_type for n in quantized.graph.node}  # onnxruntime's dynamic int8
+
+
+@pytest.mark.parametrize("target", SIBLINGS, ids=str)
+def test_each_sibling_meets_its_budget_against_the_fp32_graph_without_weights(made, target):
+    graphs, pair = layout_subjects(made["transformersjs"], "transformersjs", reference=False, target=target)
+    for kind, subject in graphs.items():
+        assert subject.case.target == target and subject.source is not None
+        for check in ("source_agreement", "realised_precision", "io_contract", "dynamic_batch", "finite_extremes"):
+            result = run_check(check, subject)
+            assert result.passed, (kind, check, result.message)
+        assert run_check("parity", subject).status == "skipped"
+    assert "no reference weights" in run_check("zero_shot_agreement", pair).message
+
+
+def test_a_quantized_sibling_that_collapsed_fails_without_weights_and_with_them(made, tmp_path):
+    """Every weight scale of the `_quantized` text graph shrunk 1000x: its quantised layers add almost nothing,
+    as when a quantiser's scales are wrong. The graph still runs, with the right shapes and finite values."""
+    folder = copy_folder(made, "transformersjs", tmp_path)
+
+    def collapse(model) -> None:
+        scales = [t for t in model.graph.initializer if t.name.endswith("_scale")]
+        assert scales, "the quantiser's weight scales are initializers"
+        for tensor in scales:
+            tensor.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(tensor) * 1e-3, tensor.name))
+
+    edit_file(folder / "onnx" / "text_model_quantized.onnx", collapse)
+    blind, _ = layout_subjects(folder, "transformersjs", reference=False, target=Target.INT8_DYNAMIC)
+    result = run_check("source_agreement", blind["text-full"])
+    assert not result.passed and "cosine" in result.message, result.message
+    assert run_check("io_contract", blind["text-full"]).passed  # nothing structural gives it away
+    graphs, _ = layout_subjects(folder, "transformersjs", target=Target.INT8_DYNAMIC)
+    assert not run_check("parity", graphs["text-full"]).passed
+
+
+def test_an_fp16_sibling_that_overflows_fails_without_weights(made, tmp_path):
+    """The `_fp16` image graph's output scaled into fp16's range and out of it, as an fp16 activation overflows:
+    Inf wherever an element exceeds 65504 / 1e6."""
+    folder = copy_folder(made, "transformersjs", tmp_path)
+
+    def overflow(model) -> None:
+        raw = rewire_output(model, "image_embeds")
+        model.graph.initializer.append(_const("overflow_gain", 1e6, np.float32))
+        model.graph.node.extend(
+            [
+                onnx.helper.make_node("Mul", [raw, "overflow_gain"], ["overflow_big"]),
+                onnx.helper.make_node("Cast", ["overflow_big"], ["overflow_half"], to=onnx.TensorProto.FLOAT16),
+                onnx.helper.make_node("Cast", ["overflow_half"], ["overflow_back"], to=onnx.TensorProto.FLOAT),
+                onnx.helper.make_node("Div", ["overflow_back", "overflow_gain"], ["image_embeds"]),
+            ]
+        )
+
+    edit_file(folder / "onnx" / "vision_model_fp16.onnx", overflow)
+    graphs, _ = layout_subjects(folder, "transformersjs", reference=False, target=Target.FP16)
+    for check in ("source_agreement", "finite_extremes"):
+        result = run_check(check, graphs["image"])
+        assert not result.passed and "non-finite" in result.message, (check, result.message)
+
+
+def test_a_sibling_of_one_tower_only_is_checked_alone(made, tmp_path):
+    from fixtures.foreign import folder_cases
+
+    folder = copy_folder(made, "transformersjs", tmp_path)
+    (folder / "onnx" / "vision_model_quantized.onnx").unlink()
+    graphs, pairs = folder_cases(LayoutFolder(folder, layouts.get("transformersjs"), TINY_VIT))
+    int8 = [c.id for c in graphs if c.target == Target.INT8_DYNAMIC]
+    assert int8 == ["transformersjs-transformersjs-tiny-vit-text-full-torchscript-op18-int8-dynamic"]
+    assert [c.target for c in pairs] == [Target.ONNX, Target.FP16]  # zero-shot needs both towers
+
+
+def test_a_truncated_sibling_fails_the_folder(made, tmp_path):
+    folder = copy_folder(made, "transformersjs", tmp_path)
+    path = folder / "onnx" / "text_model_fp16.onnx"
+    os.truncate(path, path.stat().st_size // 2)
+    result = check_bundle_integrity(folder)
+    assert not result.passed and "onnx/text_model_fp16.onnx: not a readable ONNX graph" in result.message
+
+
+def test_an_fp32_graph_shipped_as_the_quantized_sibling_fails_its_precision(made, tmp_path):
+    """A packaging slip: the fp32 graph copied under the `_quantized` name agrees with its source perfectly, so
+    source_agreement passes; realised_precision says it is not int8."""
+    import shutil
+
+    folder = copy_folder(made, "transformersjs", tmp_path)
+    shutil.copyfile(folder / "onnx" / "vision_model.onnx", folder / "onnx" / "vision_model_quantized.onnx")
+    graphs, _ = layout_subjects(folder, "transformersjs", reference=False, target=Target.INT8_DYNAMIC)
+    assert run_check("source_agreement", graphs["image"]).passed
+    result = run_check("realised_precision", graphs["image"])
+    assert not result.passed and "int8" in result.message, result.message

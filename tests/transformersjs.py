@@ -1,0 +1,87 @@
+"""transformers.js's own conversion script, vendored verbatim in tests/vendor/transformers_js (VENDORED.md says
+from which commit), run as its README says: `python -m scripts.convert --model_id ID --split_modalities --quantize
+--modes fp16 q8`, on a local Hugging Face checkpoint.
+
+One adaptation, made here and not in the vendored files: optimum-onnx 0.1.0's `export_models` (the optimum this
+suite's `producers` extra pins) does not take the `trust_remote_code` keyword the script passes it, so the call
+drops the keywords that function does not take. Nothing else is changed, and nothing here imitates a graph.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import os
+import runpy
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+VENDOR = REPO / "tests" / "vendor" / "transformers_js"
+MODES = ("fp16", "q8")  # the `_fp16` and `_quantized` siblings
+# What a transformers.js model repository (Xenova/clip-vit-base-patch32, ...) carries beside onnx/: the checkpoint's
+# own files (convert.py --split_modalities writes only the graphs and quantize_config.json).
+CHECKPOINT_FILES = (
+    "config.json",
+    "preprocessor_config.json",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "vocab.json",
+    "merges.txt",
+)
+
+
+def convert(checkpoint: Path, out: Path, modes: tuple[str, ...] = MODES) -> Path:
+    """`out`, laid out as a transformers.js model repository: onnx/{text,vision}_model[_fp16|_quantized].onnx made by
+    the script from `checkpoint`, and the checkpoint's config, tokenizer and preprocessor files beside them."""
+    run = subprocess.run(
+        [sys.executable, "-m", "tests.transformersjs", str(checkpoint.resolve()), str(out.resolve()), *modes],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if run.returncode != 0:
+        raise RuntimeError(f"transformers.js's convert.py failed:\n{run.stdout[-2000:]}\n{run.stderr[-4000:]}")
+    for name in CHECKPOINT_FILES:
+        if (checkpoint / name).is_file():
+            shutil.copyfile(checkpoint / name, out / name)
+    return out
+
+
+def _export_models_taking_what_it_takes() -> None:
+    from optimum.exporters import onnx as exporters
+
+    original = exporters.export_models
+    accepted = set(inspect.signature(original).parameters)
+
+    @functools.wraps(original)
+    def export_models(**kwargs: Any) -> Any:
+        return original(**{k: v for k, v in kwargs.items() if k in accepted})
+
+    exporters.export_models = export_models
+
+
+def main() -> None:
+    """`python -m tests.transformersjs CHECKPOINT OUT [MODE ...]` (what `convert` runs, in a process of its own)."""
+    checkpoint, out, modes = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3:] or list(MODES)
+    _export_models_taking_what_it_takes()
+    sys.path.insert(0, str(VENDOR))
+    with tempfile.TemporaryDirectory() as parent:
+        os.chdir(checkpoint.parent)  # the script writes to os.path.join(output_parent_dir, model_id): a relative id
+        sys.argv = ["convert.py", "--model_id", checkpoint.name, "--split_modalities", "--quantize", "--modes",
+                    *modes, "--output_parent_dir", parent]  # fmt: skip
+        runpy.run_module("scripts.convert", run_name="__main__", alter_sys=True)
+        made = Path(parent) / checkpoint.name
+        out.mkdir(parents=True, exist_ok=True)
+        for item in made.iterdir():
+            shutil.move(str(item), out / item.name)
+
+
+if __name__ == "__main__":
+    main()
