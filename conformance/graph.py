@@ -39,7 +39,8 @@ def load_path(path: Path) -> onnx.ModelProto:
         raise ArtifactError(f"{path} is not a readable ONNX model: {type(exc).__name__}: {exc}") from None
 
 
-@lru_cache(maxsize=1)  # a graph with inline weights is a few hundred MB parsed: keep only the last one
+@lru_cache(maxsize=2)  # a graph with inline weights is a few hundred MB parsed: keep the last two (a compiled sibling
+# and the fp32 graph source_agreement holds it to)
 def _parsed(path: Path, mtime_ns: int, size: int) -> onnx.ModelProto:
     try:
         return onnx.load(str(path), load_external_data=False)

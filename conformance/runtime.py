@@ -117,7 +117,8 @@ def _run_once(artifact: Artifact, array: np.ndarray) -> np.ndarray:
     if artifact.binding is not None:  # another tool's graph: its names, dtypes, mask and padding
         types = {i.name: i.type for i in sess.get_inputs()}
         raw = artifact.binding.feeds(array, artifact.variant.image_resolution)
-        feeds = {name: coerce_input(a, types.get(name, ""), name) for name, a in raw.items()}
+        # only what the graph takes: a producer's user may have removed an input the layout knows (contract says)
+        feeds = {name: coerce_input(a, types[name], name) for name, a in raw.items() if name in types}
         return sess.run([artifact.output_name], feeds)[0]
     declared = sess.get_inputs()[0]
     feed = coerce_input(array, declared.type, declared.name)

@@ -38,13 +38,13 @@ def leaves_the_users_reports_alone(request: pytest.FixtureRequest) -> Iterator[N
 
 @pytest.fixture(scope="session")
 def made(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """tiny-vit exported by Optimum, by transformers.js's script, by Rockchip's zoo procedure and by immich's (the
-    producers extra), once per session."""
+    """tiny-vit exported by Optimum, by transformers.js's script, by Rockchip's and Sophgo's zoo procedures and by
+    immich's (the producers extra), once per session."""
     pytest.importorskip("optimum.exporters.onnx", reason="the producers extra: pip install -e '.[producers]'")
     pytest.importorskip("open_clip", reason="the producers extra: pip install -e '.[producers]'")
     pytest.importorskip("onnxslim", reason="the producers extra: pip install -e '.[producers]'")
     from tests.helpers import TINY_VIT, synthetic
-    from tests.producers import immich_folder, optimum_folder, rknnzoo_folder
+    from tests.producers import immich_folder, optimum_folder, rknnzoo_folder, sophgo_folder
     from tests.transformersjs import convert
 
     root = tmp_path_factory.mktemp("producers")
@@ -54,6 +54,7 @@ def made(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         "optimum": optimum,
         "transformersjs": convert(root / "work" / "hf-checkpoint", root / "transformersjs"),
         "rknnzoo": rknnzoo_folder(optimum, root / "rknnzoo"),
+        "sophgo": sophgo_folder(model, TINY_VIT, root / "sophgo"),
         "immich": immich_folder(model, TINY_VIT, root / "immich"),
         "hf-checkpoint": root / "work" / "hf-checkpoint",  # what optimum and transformers.js exported from
     }

@@ -99,6 +99,57 @@ def rknnzoo_folder(optimum: Path, out: Path) -> Path:
     return out
 
 
+SOPHGO_PROJECTION = "text_projection_512_512.npy"  # the guide's name, whatever the variant's shape
+
+
+def sophgo_folder(model: ClipModel, variant: Variant, out: Path, cut_text: bool = True) -> Path:
+    """Sophgo's export guide (sophon-demo sample/CLIP/docs/Clip_Export_Guide.md, the public export) on openai's clip
+    model: CLIP.forward pointed at one tower, encode_text stopped after ln_final with the projection np.save'd (the
+    guide's edits of clip/model.py, made here on the instance), then torch.onnx.export with the guide's names and
+    dynamic axes. Two adaptations: the parameters are frozen first (the guide's np.save of a Parameter that requires
+    grad raises), and the TorchScript exporter (the guide predates dynamo, which cannot trace an np.save); the
+    projection is saved into `out` rather than the working directory. `cut_text=False` forgets the guide's edit of
+    encode_text (a negative control: the graph gathers and projects, and the .npy is saved beside it anyway)."""
+    import copy
+    import types
+
+    import numpy as np
+
+    built = copy.deepcopy(model).float().eval()
+    for p in built.parameters():
+        p.requires_grad_(False)
+    out.mkdir(parents=True, exist_ok=True)
+
+    def encode_text(self: Any, text: torch.Tensor) -> torch.Tensor:  # the guide's model.py:354, as it edits it
+        x = self.token_embedding(text).type(self.dtype)
+        x = x + self.positional_embedding.type(self.dtype)
+        x = x.permute(1, 0, 2)
+        x = self.transformer(x)
+        x = x.permute(1, 0, 2)
+        x = self.ln_final(x).type(self.dtype)
+        np.save(out / SOPHGO_PROJECTION, self.text_projection)
+        return x
+
+    if cut_text:
+        built.encode_text = types.MethodType(encode_text, built)
+    else:
+        np.save(out / SOPHGO_PROJECTION, built.text_projection)
+    r, t = variant.image_resolution, variant.context_length
+    for tower, example, name in (
+        ("image", torch.randn(1, 3, r, r), "image"),
+        ("text", torch.ones(1, t).long(), "text"),
+    ):
+        built.forward = built.encode_image if tower == "image" else built.encode_text  # the guide's model.py:358
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(
+                built, (example,), str(out / f"clip_{name}_vitb32.onnx"), dynamo=False,
+                dynamic_axes={name: {0: "batch_size"}, "output": {0: "batch_size"}},
+                input_names=[name], output_names=["output"],
+            )  # fmt: skip
+    return out
+
+
 class _Forward(torch.nn.Module):
     """immich assigns `model.forward = encode_...`; a module around the bound method is the same graph."""
 
@@ -186,8 +237,9 @@ def edit_file(path: Path, edit: Callable[[Any], None]) -> None:
 
 
 def main() -> None:
-    """`python -m tests.producers --variant ViT-B/32 --out DIR`: DIR/optimum, DIR/transformersjs and DIR/immich from
-    synthetic weights (`--seed`), for `pytest --artifacts=DIR/optimum ... --synthetic-reference` (.ci/run does)."""
+    """`python -m tests.producers --variant ViT-B/32 --out DIR`: DIR/optimum, transformersjs, rknnzoo, sophgo and
+    immich from synthetic weights (`--seed`), for `pytest --artifacts=DIR/optimum ... --synthetic-reference`
+    (.ci/run does)."""
     import argparse
 
     from conformance import weights
@@ -205,8 +257,9 @@ def main() -> None:
         optimum_folder(model, variant, args.out / "optimum", Path(work))
         convert(Path(work) / "hf-checkpoint", args.out / "transformersjs")  # the checkpoint optimum exported
     rknnzoo_folder(args.out / "optimum", args.out / "rknnzoo")
+    sophgo_folder(model, variant, args.out / "sophgo")
     immich_folder(model, variant, args.out / "immich")
-    print(f"wrote {args.out}/: optimum, transformersjs, rknnzoo (Rockchip's zoo) and immich (immich's procedure)")
+    print(f"wrote {args.out}/: optimum, transformersjs, rknnzoo (Rockchip's zoo), sophgo and immich")
 
 
 if __name__ == "__main__":

@@ -105,3 +105,34 @@ def test_a_malformed_layout_file_is_refused_naming_it():
     del raw["text"]
     with pytest.raises(layouts.LayoutError, match=r"broken\.toml is malformed"):
         layouts._parse("broken", raw)
+
+
+@pytest.mark.parametrize(("text", "graph", "expected"), [
+    ({"context": 1}, {}, "context 1: from 2"),  # no room for the start and end tokens
+    ({"context": 78}, {}, "context 78: from 2"),
+    ({"context": 20}, {"encoder": "text-split"}, "not to hidden states"),  # the host gathers from all 77
+])  # fmt: skip
+def test_a_host_context_that_cannot_hold_is_refused(text, graph, expected):
+    raw = {
+        "producer": "x", "exporter": "dynamo", "detect": ["m.onnx"],
+        "text": {"dtype": "int64", "pad_token": 0, "mask": "none", "pooling": "argmax", **text},
+        "graphs": [{"encoder": "text-full", "file": "m.onnx", "output": "y", "normalized": False,
+                    "inputs": {"tokens": "ids"}, **graph}],
+        "contract": {"m.onnx": {}},
+    }  # fmt: skip
+    with pytest.raises(layouts.LayoutError, match=expected):
+        layouts._parse("broken", raw)
+
+
+def test_a_compiled_sibling_of_another_tool_reports_its_speed_up_without_gating_it():
+    """The producer chose its quantisation (transformers.js: uint8 weights for a graph with a Conv), not this suite's
+    recipe whose speed-up the gate was measured on: reported, not gated, on every CPU."""
+    from conformance.case import Case, Exporter, Target
+    from conformance.encoders import EncoderKind
+    from conformance.variants import get
+    from fixtures.latency import LatencySettings
+
+    case = Case(get("ViT-B/32"), EncoderKind.IMAGE, Exporter.TORCHSCRIPT, 18, layout="transformersjs")
+    gates = LatencySettings("quick", 0.10).gates(case.on(Target.INT8_DYNAMIC), 8, 2)
+    assert gates.speedup is None and "another tool's compiled sibling" in str(gates.speedup_skip)
+    assert LatencySettings("quick", 0.10).gates(case, 8, 2).speedup is None  # an fp32 graph has no speed-up gate

@@ -83,3 +83,37 @@ def test_a_cut_fixed_at_other_shapes_fails_the_contract(made, tmp_path, batch, i
     graphs, _ = layout_subjects(folder, "rknnzoo")
     result = run_check("io_contract", graphs["text-full"])
     assert not result.passed and expected in result.message, result.message
+
+
+def test_a_cut_without_the_attention_mask_passes(made, tmp_path):
+    """export_onnx.md tells users to remove attention_mask (onnx-modifier), and text/convert.py loads input_ids alone:
+    the mask becomes all ones inside, which the causal mask makes harmless for first-EOT pooling."""
+    import onnx
+
+    folder = copy_folder(made, "rknnzoo", tmp_path)
+
+    def remove_mask(model) -> None:
+        mask = next(i for i in model.graph.input if i.name == "attention_mask")
+        model.graph.input.remove(mask)
+        ones = onnx.helper.make_tensor("mask_one", onnx.TensorProto.INT64, [1], [1])
+        model.graph.node.insert(0, onnx.helper.make_node("Shape", ["input_ids"], ["mask_shape"]))
+        model.graph.node.insert(
+            1, onnx.helper.make_node("ConstantOfShape", ["mask_shape"], ["attention_mask"], value=ones)
+        )
+
+    edit_file(folder / "clip_text.onnx", remove_mask)
+    graphs, pair = layout_subjects(folder, "rknnzoo")
+    for check in ("io_contract", "parity", "token_dtype", "dynamic_batch"):
+        result = run_check(check, graphs["text-full"])
+        assert result.passed, (check, result.message)
+    assert run_check("zero_shot_agreement", pair).passed
+
+
+def test_the_zoos_cut_beside_optimums_export_is_the_zoos(made, tmp_path):
+    """export_onnx.md's truncated_onnx.py writes beside wherever Optimum's model.onnx is: one folder, one layout."""
+    import shutil
+
+    folder = copy_folder(made, "rknnzoo", tmp_path)
+    for name in ("model.onnx", "config.json"):
+        shutil.copyfile(made["optimum"] / name, folder / name)
+    assert layouts.detect(folder) == "rknnzoo"

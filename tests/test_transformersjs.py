@@ -126,3 +126,26 @@ def test_an_fp32_graph_shipped_as_the_quantized_sibling_fails_its_precision(made
     assert run_check("source_agreement", graphs["image"]).passed
     result = run_check("realised_precision", graphs["image"])
     assert not result.passed and "int8" in result.message, result.message
+
+
+def test_a_text_graph_fixed_at_77_ids_fails_the_contract(made, tmp_path):
+    """transformers.js pads a batch to its longest text: a graph whose sequence axis is baked at 77 refuses it."""
+    folder = copy_folder(made, "transformersjs", tmp_path)
+
+    def fix_sequence(model) -> None:
+        model.graph.input[0].type.tensor_type.shape.dim[1].dim_value = 77
+
+    edit_file(folder / "onnx" / "text_model.onnx", fix_sequence)
+    graphs, _ = layout_subjects(folder, "transformersjs")
+    result = run_check("io_contract", graphs["text-full"])
+    assert not result.passed and "fixed 77 on axis 1; the layout's is symbolic" in result.message, result.message
+
+
+def test_siblings_the_layout_does_not_know_are_named_not_judged(made, tmp_path):
+    import shutil
+
+    folder = copy_folder(made, "transformersjs", tmp_path)
+    shutil.copyfile(folder / "onnx" / "text_model_quantized.onnx", folder / "onnx" / "text_model_uint8.onnx")
+    result = check_bundle_integrity(folder)
+    assert result.passed and result.figures["not_checked"] == ["onnx/text_model_uint8.onnx"], result.message
+    assert "not checked: onnx/text_model_uint8.onnx" in result.message

@@ -39,6 +39,8 @@ CHECKPOINT_FILES = (
 def convert(checkpoint: Path, out: Path, modes: tuple[str, ...] = MODES) -> Path:
     """`out`, laid out as a transformers.js model repository: onnx/{text,vision}_model[_fp16|_quantized].onnx made by
     the script from `checkpoint`, and the checkpoint's config, tokenizer and preprocessor files beside them."""
+    if out.exists() and any(out.iterdir()):
+        raise FileExistsError(f"{out} is not empty: the script's graphs would land beside older ones")
     run = subprocess.run(
         [sys.executable, "-m", "tests.transformersjs", str(checkpoint.resolve()), str(out.resolve()), *modes],
         cwd=REPO,

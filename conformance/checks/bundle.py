@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
 from conformance import layouts
 from conformance.artifact import ArtifactError
 from conformance.bundle import rules
@@ -49,14 +51,20 @@ def check_layout_files(folder: Path, layout: Layout) -> CheckResult:
                 if entry.key == "location" and not inside:
                     problems.append(f"{name}: tensor {tensor.name!r} reads {entry.value!r}, outside the folder")
         problems += [f"{name}: {p}" for p in external_data_problems(model, path.parent)]
-    figures = {
-        "bundle": str(folder),
-        "layout": layout.name,
-        "producer": layout.producer,
-        "graphs": layout.present(folder),
-    }
+    if layout.projection:  # the host's side file: without it, or unreadable, the text graph gives no embedding
+        try:
+            np.load(folder / layout.projection, allow_pickle=False)
+        except (OSError, ValueError, EOFError) as exc:
+            problems.append(f"{layout.projection}: the text projection the host applies is unusable ({exc})")
+    graphs = layout.present(folder)
+    # graphs beside them that no check reads (transformers.js's _int8, _uint8, _q4, ... siblings): said, not judged
+    beside = {str(p.relative_to(folder)) for f in graphs for p in (folder / f).parent.glob("*.onnx")}
+    unchecked = sorted(beside - set(graphs))
+    figures = {"bundle": str(folder), "layout": layout.name, "producer": layout.producer, "graphs": graphs}
+    figures["not_checked"] = unchecked
+    note = f"; not laid out, so not checked: {', '.join(unchecked)}" if unchecked else ""
     return verdict(
-        CHECK, list(dict.fromkeys(problems)), figures, f"layout {layout.name}: graphs and external data whole"
+        CHECK, list(dict.fromkeys(problems)), figures, f"layout {layout.name}: graphs and external data whole{note}"
     )
 
 

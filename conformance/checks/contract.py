@@ -96,7 +96,10 @@ def _layout_tensor_problems(sig: TensorSignature, spec: list[Any], variant: Vari
                     "(the batch size was baked in at export time)"
                 )
             continue
-        if want == "any" or actual == expected or (loose and symbolic):
+        if want == "any" or actual == expected or (loose and symbolic) or (want == "symbolic" and symbolic):
+            continue
+        if want == "symbolic":  # a sequence axis the host pads to its batch's longest text (transformers' tokenizers)
+            problems.append(f"{sig.name!r} has a fixed {actual!r} on axis {axis}; the layout's is symbolic")
             continue
         problems.append(f"{sig.name!r} has {actual!r} on axis {axis}, the layout's contract is {want} = {expected}")
     return problems
@@ -114,10 +117,12 @@ def check_layout_contract(artifact: Artifact, layout: Layout) -> CheckResult:
     figures: dict[str, Any] = {"layout": layout.name, **{k: [vars(s) for s in v] for k, v in found.items()}}
     problems = []
     for role, signatures in found.items():
-        want = contract.get(role, {})
+        # "name?": a tensor the producer's users may remove (the zoo's attention_mask: its docs say how)
+        want = {name.removesuffix("?"): spec for name, spec in contract.get(role, {}).items()}
+        required = {name for name in contract.get(role, {}) if not name.endswith("?")}
         names = [sig.name for sig in signatures]
-        if sorted(names) != sorted(want):
-            problems.append(f"{role} are {names}, the layout {layout.name} has {list(want)}")
+        if not required <= set(names) <= set(want):
+            problems.append(f"{role} are {names}, the layout {layout.name} has {list(contract.get(role, {}))}")
         for sig in signatures:
             if sig.name in want:
                 problems += _layout_tensor_problems(sig, want[sig.name], artifact.variant, layout.batch)

@@ -163,6 +163,7 @@ def check_source_agreement(artifact: Artifact, source: Artifact | None, tol: Tol
         expected = np.concatenate([onnx_output(source, x) for x in arrays])
     except Exception as exc:  # noqa: BLE001
         return failed(CHECK_SOURCE, f"onnxruntime failed on its fp32 graph {source.label}: {error_line(exc)}")
-    comparison = compare(actual, expected, tol, f"{artifact.label} vs {source.label}", "the fp32 graph")
+    what = f"{artifact.label} vs {source.label} (if that graph's own parity fails, the fault is there)"
+    comparison = compare(actual, expected, tol, what, "the fp32 graph")
     figures = {"batch": len(actual), "source": source.label, **comparison.figures, "tolerance": tol.to_dict()}
     return verdict(CHECK_SOURCE, comparison.problems, figures)

@@ -107,7 +107,7 @@ def check_token_dtype(artifact: Artifact, expected: str) -> CheckResult:
         problems.append(f"graph takes {declared} tokens but the artifact records {recorded}")
     feeds = binding.feeds(tokens, artifact.variant.image_resolution) if binding else {name: tokens}
     # Raw means the ids: the layout's other inputs (a mask, a neutral image) go in the graph's own dtypes.
-    feeds = {n: a if n == name else coerce_input(a, found.get(n, ""), n) for n, a in feeds.items()}
+    feeds = {n: a if n == name else coerce_input(a, found[n], n) for n, a in feeds.items() if n in found}
     try:
         out = sess.run([artifact.output_name], feeds)[0]
         figures["output_shape"] = list(out.shape)

@@ -24,6 +24,7 @@ from conformance.encoders import EncoderKind
 SUITE = "suite"  # the suite's own bundles (manifest.json); not a data file: conformance/bundle/ reads those
 SUITE_MARKER = "manifest.json"
 EOT_TOKEN = 49407  # <|endoftext|>, the largest id of CLIP's vocabulary
+CONTEXT = 77  # CLIP's context length (every variant's)
 MASKS = ("none", "through-last-token")
 POOLINGS = ("argmax", "first-eot")
 
@@ -124,6 +125,7 @@ class Layout:
     # compile target -> the suffix of the producer's compiled sibling of each graph (transformers.js: "_fp16" for
     # fp16, "_quantized" for int8-dynamic): checked where present, against the fp32 graph beside it
     siblings: dict[Target, str]
+    projection: str | None = None  # the text projection's side file the host applies (Sophgo's .npy), if any
 
     def fits(self, folder: Path) -> bool:
         return all((folder / f).is_file() for f in self.detect) and not any(
@@ -171,10 +173,12 @@ def _text_rules(raw: dict[str, Any], where: str) -> TextRules:
         int(raw["pad_token"]),
         str(raw["mask"]),
         str(raw["pooling"]),
-        int(context) if context else None,
+        int(context) if context is not None else None,
     )
     if rules.dtype not in ("int32", "int64") or rules.mask not in MASKS or rules.pooling not in POOLINGS:
         raise LayoutError(f"{where}: [text] {raw} (dtype int32|int64, mask {MASKS}, pooling {POOLINGS})")
+    if rules.context is not None and not 2 <= rules.context <= CONTEXT:  # room for the start and end tokens
+        raise LayoutError(f"{where}: [text] context {rules.context}: from 2 to CLIP's {CONTEXT} ids")
     return rules
 
 
@@ -212,6 +216,7 @@ def _parse(name: str, raw: dict[str, Any]) -> Layout:
             config=dict(raw.get("config", {})),
             logits=dict(raw.get("logits", {})),
             siblings={Target(t): str(suffix) for t, suffix in raw.get("siblings", {}).items()},
+            projection=raw.get("projection"),
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise LayoutError(f"{where} is malformed: {type(exc).__name__}: {exc}") from None
@@ -220,6 +225,8 @@ def _parse(name: str, raw: dict[str, Any]) -> Layout:
     missing = [g.file for g in graphs if g.file not in layout.contract]
     if missing:
         raise LayoutError(f"{where}: no [contract] for {missing}")
+    if text.context is not None and any(g.encoder == EncoderKind.TEXT_SPLIT for g in graphs):
+        raise LayoutError(f"{where}: a host context applies to pooled text graphs, not to hidden states (text-split)")
     for g in graphs:
         roles = set(g.inputs)
         needed = {"pixels" if g.encoder == EncoderKind.IMAGE else "tokens"}

@@ -98,13 +98,15 @@ class LayoutFolder:
         file = self.layout.sibling(binding.file, target)
         path = self.folder / file
         names = [file, *(str(Path(file).parent / f) for f in external_files(path))]
+        if encoder == EncoderKind.TEXT_SPLIT and self.layout.projection:  # the host's side file, listed with it
+            names.append(self.layout.projection)
         sizes = {n: (self.folder / n).stat().st_size if (self.folder / n).is_file() else -1 for n in names}
         return Artifact(
             folder=self.folder,
             case=self.case(encoder, target),
             provenance=self.provenance,
             token_dtype=binding.text.dtype if encoder != EncoderKind.IMAGE else None,
-            projection_file=None,
+            projection_file=self.layout.projection if encoder == EncoderKind.TEXT_SPLIT else None,
             files=sizes,
             onnx_file=file,
             layout=self.layout.name,

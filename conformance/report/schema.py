@@ -84,7 +84,9 @@ def merge(docs: list[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
     for source, doc in docs:
         by_id.update({t["nodeid"]: t for t in doc["tests"]})
         provenance.update(doc.get("provenance", {}))
-        folders.update(doc.get("layouts", {}))
+        for folder, found in doc.get("layouts", {}).items():  # a folder's siblings may be split across shards
+            seen = folders.get(folder, {}).get("siblings", [])
+            folders[folder] = {**found, "siblings": sorted({*seen, *found.get("siblings", [])})}
         shards.append(
             {
                 "source": source,
