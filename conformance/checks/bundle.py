@@ -35,7 +35,8 @@ def check_layout_files(folder: Path, layout: Layout) -> CheckResult:
     the layout names is a readable ONNX file, and its external data lies inside the folder, whole."""
     root = folder.resolve()
     problems: list[str] = []
-    for name in layout.present(folder):  # its fp32 graphs and any compiled sibling beside them
+    graphs = layout.present(folder)  # its fp32 graphs and any compiled sibling beside them
+    for name in graphs:
         path = folder / name
         try:
             model = load_path(path)
@@ -56,7 +57,6 @@ def check_layout_files(folder: Path, layout: Layout) -> CheckResult:
             np.load(folder / layout.projection, allow_pickle=False)
         except (OSError, ValueError, EOFError) as exc:
             problems.append(f"{layout.projection}: the text projection the host applies is unusable ({exc})")
-    graphs = layout.present(folder)
     # graphs beside them that no check reads (transformers.js's _int8, _uint8, _q4, ... siblings): said, not judged
     beside = {str(p.relative_to(folder)) for f in graphs for p in (folder / f).parent.glob("*.onnx")}
     unchecked = sorted(beside - set(graphs))

@@ -118,11 +118,12 @@ def check_layout_contract(artifact: Artifact, layout: Layout) -> CheckResult:
     problems = []
     for role, signatures in found.items():
         # "name?": a tensor the producer's users may remove (the zoo's attention_mask: its docs say how)
-        want = {name.removesuffix("?"): spec for name, spec in contract.get(role, {}).items()}
-        required = {name for name in contract.get(role, {}) if not name.endswith("?")}
+        declared = contract.get(role, {})
+        want = {name.removesuffix("?"): spec for name, spec in declared.items()}
+        required = {name for name in declared if not name.endswith("?")}
         names = [sig.name for sig in signatures]
         if not required <= set(names) <= set(want):
-            problems.append(f"{role} are {names}, the layout {layout.name} has {list(contract.get(role, {}))}")
+            problems.append(f"{role} are {names}, the layout {layout.name} has {list(declared)}")
         for sig in signatures:
             if sig.name in want:
                 problems += _layout_tensor_problems(sig, want[sig.name], artifact.variant, layout.batch)

@@ -18,14 +18,20 @@ CHECK_ZERO_SHOT = "zero_shot_agreement"
 LAYOUT_EDGE_CASES = ("eot-in-text", "76-tokens", "77-tokens", "over-context", "empty")
 
 
+def compared_inputs(artifact: Artifact, batch: int) -> list[np.ndarray]:
+    """Parity's inputs for this graph (also source_agreement's). Another tool's text embeddings also take the edge
+    texts (two EOTs, exactly 76 and 77 tokens, over-long, empty) that tell the first EOT from others: no projection
+    round-trip checks their pooling."""
+    arrays = parity_inputs(artifact.variant, artifact.encoder, batch)
+    if artifact.binding is not None and artifact.encoder != EncoderKind.IMAGE:
+        arrays += [inputs.tokens(inputs.EDGE_TEXTS[case], artifact.variant) for case in LAYOUT_EDGE_CASES]
+    return arrays
+
+
 def check_parity(artifact: Artifact, model: ClipModel, tol: Tolerance, batch: int = 4) -> CheckResult:
     """The ONNX output matches the torch wrapper that was exported, on the same inputs."""
     variant = artifact.variant
-    arrays = parity_inputs(variant, artifact.encoder, batch)
-    if artifact.binding is not None and artifact.encoder != EncoderKind.IMAGE:
-        # Another tool's text embeddings: no projection round-trip checks its pooling, so parity takes the edge
-        # texts (two EOTs, exactly 76 and 77 tokens, over-long, empty) that tell the first EOT from others.
-        arrays += [inputs.tokens(inputs.EDGE_TEXTS[case], variant) for case in LAYOUT_EDGE_CASES]
+    arrays = compared_inputs(artifact, batch)
     try:
         actual = np.concatenate([onnx_output(artifact, x) for x in arrays])
     except Exception as exc:  # noqa: BLE001
@@ -152,9 +158,7 @@ def check_source_agreement(artifact: Artifact, source: Artifact | None, tol: Tol
         return skipped(
             CHECK_SOURCE, "no fp32 graph beside it to compare with (a release bundle ships the compiled one)"
         )
-    arrays = parity_inputs(artifact.variant, artifact.encoder, batch)
-    if artifact.binding is not None and artifact.encoder != EncoderKind.IMAGE:
-        arrays += [inputs.tokens(inputs.EDGE_TEXTS[case], artifact.variant) for case in LAYOUT_EDGE_CASES]
+    arrays = compared_inputs(artifact, batch)
     try:
         actual = np.concatenate([onnx_output(artifact, x) for x in arrays])
     except Exception as exc:  # noqa: BLE001
