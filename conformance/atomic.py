@@ -46,13 +46,14 @@ class DocumentError(ValueError):
     """A JSON document that is unreadable or of another schema version."""
 
 
-def read_document(path: Path, schema: str) -> dict[str, Any]:
-    """A JSON object whose `schema` key equals `schema` (results.json, manifest.json)."""
+def read_document(path: Path, schema: str, also: tuple[str, ...] = ()) -> dict[str, Any]:
+    """A JSON object whose `schema` key equals `schema` (results.json, manifest.json), or one of the earlier
+    versions in `also` that this suite still reads."""
     try:
         doc = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise DocumentError(f"{path} is not valid JSON: {type(exc).__name__}: {exc}") from None
-    if not isinstance(doc, dict) or doc.get("schema") != schema:
+    if not isinstance(doc, dict) or doc.get("schema") not in (schema, *also):
         found = doc.get("schema") if isinstance(doc, dict) else type(doc).__name__
         raise DocumentError(f"{path} has schema {found!r}, expected {schema!r}{_older(found, schema)}")
     return doc

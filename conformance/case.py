@@ -87,6 +87,11 @@ class Target(StrEnum):
         """What runs the graph: onnxruntime, OpenVINO, or RKNN's simulator (over a subprocess boundary)."""
         return _RUNTIME_OF.get(self, "onnxruntime")
 
+    @property
+    def emulable(self) -> bool:
+        """A compiled graph whose numbers depend on the CPU that runs it, on a runtime qemu can run (not RKNN's)."""
+        return self.compiled and self.runtime in ("onnxruntime", "openvino")
+
 
 _PRECISION_OF = {
     Target.FP16: Precision.FP16,
@@ -122,11 +127,13 @@ class Case:
     bundle: Path | None = None  # --artifacts: this bundle's graph, instead of a fresh export
     static_batch: int | None = None  # a static profile's fixed batch size (None for a dynamic batch)
     layout: str | None = None  # --artifacts: another tool's layout (conformance/layouts/); None: the suite's own
+    emulated: str | None = None  # --emulate-cpu: the CPU (conformance/emulation.toml) the graph runs on; None: host
 
     @property
     def id(self) -> str:
         """The test ID: [bundle-][layout-]variant-[encoder-]exporter-opN, then any axis that is not its default (the
-        precision and profile only where the target does not imply them), then a static batch as bN."""
+        precision and profile only where the target does not imply them), then a static batch as bN, then the
+        emulated CPU as on-ALIAS."""
         parts = [self.bundle.name] if self.bundle else []
         parts += [self.layout] if self.layout else []
         parts += [
@@ -139,6 +146,8 @@ class Case:
         parts += [str(axis) for axis, default in zip(self.axes, defaults, strict=True) if axis != default]
         if self.static_batch is not None:
             parts.append(f"b{self.static_batch}")
+        if self.emulated is not None:
+            parts.append(f"on-{self.emulated}")
         return "-".join(parts)
 
     @property
@@ -151,8 +160,8 @@ class Case:
         return f"{self.bundle.name}:{self.variant.name}" if self.bundle else self.variant.name
 
     def key(self) -> dict[str, Any]:
-        """What identifies the graph itself (no bundle): part of the export cache key."""
-        return {k: v for k, v in self.record().items() if k not in ("case", "bundle")}
+        """What identifies the graph itself (no bundle, and not the CPU it runs on): part of the export cache key."""
+        return {k: v for k, v in self.record().items() if k not in ("case", "bundle", "emulated_cpu")}
 
     def record(self) -> dict[str, Any]:
         """Its fields by name; `static_batch` only where set, so a dynamic export's record (and with it its
@@ -172,6 +181,8 @@ class Case:
             record["static_batch"] = self.static_batch
         if self.layout is not None:
             record["layout"] = self.layout
+        if self.emulated is not None:
+            record["emulated_cpu"] = self.emulated
         return record
 
     def context(self) -> dict[str, str]:
@@ -192,6 +203,10 @@ class Case:
     @property
     def source(self) -> Case:
         return self.on(self.target.base)
+
+    def emulated_on(self, alias: str | None) -> Case:
+        """This case on an emulated CPU (None: the host's)."""
+        return replace(self, emulated=alias)
 
     @classmethod
     def from_record(cls, data: dict[str, Any], bundle: Path | None = None) -> Case:
@@ -218,4 +233,5 @@ class Case:
             bundle,
             int(static_batch) if static_batch is not None else None,
             data.get("layout"),
+            data.get("emulated_cpu"),
         )

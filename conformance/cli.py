@@ -8,7 +8,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from conformance import atomic, variants, weights
+from conformance import atomic, emulation, variants, weights
 from conformance.batching import batch_list
 from conformance.bundle.manifest import BundleError
 from conformance.bundle.write import write_bundle
@@ -71,6 +71,10 @@ def export_command(args: argparse.Namespace) -> int:
     deploy_isa = [flag for flag in (args.deploy_isa or "").split(",") if flag]
     if set(deploy_isa) - known_flags():
         return _error(f"--deploy-isa {args.deploy_isa!r}: choose from {', '.join(sorted(known_flags()))}", USAGE)
+    deploy_cpus = list(dict.fromkeys(args.deploy_cpu or []))
+    unknown_cpus = [cpu for cpu in deploy_cpus if cpu not in emulation.table()]
+    if unknown_cpus:
+        return _error(f"--deploy-cpu {', '.join(unknown_cpus)}: choose from {', '.join(emulation.table())}", USAGE)
     exporter, opset = _exporter_and_opset(args, target)
     base = Case(variant, None, exporter, opset)
     cases = [{kind: base.member(kind).on(target, batch) for kind in BUNDLED} for batch in batches]
@@ -86,7 +90,7 @@ def export_command(args: argparse.Namespace) -> int:
             }
             batch = group[EncoderKind.IMAGE].static_batch
             out = args.out if len(cases) == 1 else args.out / f"{args.out.name}-b{batch}"
-            write_bundle(out, variant, artifacts, deploy_isa)
+            write_bundle(out, variant, artifacts, deploy_isa, deploy_cpus)
     except (ExportError, CompileError) as exc:
         return _error(str(exc), EXPORT_FAILED)
     except (BundleError, OSError) as exc:
@@ -169,6 +173,14 @@ def parser() -> argparse.ArgumentParser:
         metavar="FLAGS",
         help="comma-separated CPU flags every deployment CPU has (e.g. avx512_vnni), recorded as the manifest's "
         "deploy_isa: an int8 graph with full-range weights then passes int8_saturation, saying the risk was accepted",
+    )
+    export.add_argument(
+        "--deploy-cpu",
+        action="append",
+        default=None,
+        metavar="ALIAS",
+        help="a CPU the bundle is for (zen3, zen2, haswell, sandybridge: conformance/emulation.toml); repeatable; "
+        "recorded as the manifest's deploy_cpus, on each of which `pytest --artifacts` checks it under emulation",
     )
     export.add_argument(
         "--export-cache",

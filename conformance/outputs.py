@@ -56,7 +56,7 @@ _TORCH: weakref.WeakKeyDictionary[ClipModel, _Store] = weakref.WeakKeyDictionary
 
 
 def onnx_output(artifact: Artifact, array: np.ndarray) -> np.ndarray:
-    key = (artifact.onnx_path, artifact.output_name, artifact.fingerprint(), _digest(array))
+    key = (artifact.onnx_path, artifact.output_name, artifact.fingerprint(), artifact.case.emulated, _digest(array))
     hit = _ONNX.get(key)
     return hit if hit is not None else _ONNX.put(key, artifact.case.group, run_onnx(artifact, array))
 

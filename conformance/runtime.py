@@ -102,6 +102,10 @@ def run_onnx(artifact: Artifact, array: np.ndarray) -> np.ndarray:
 
 
 def _run_once(artifact: Artifact, array: np.ndarray) -> np.ndarray:
+    if artifact.case.emulated is not None:  # recorded by a worker under qemu (--emulate-cpu)
+        from conformance.emulation.recorded import emulated_output
+
+        return emulated_output(artifact, array, threads())
     runtime = artifact.case.target.runtime
     if runtime == "openvino":
         from conformance import openvino_runtime

@@ -45,7 +45,7 @@ def _rewrite(folder: Path, change) -> None:
 
 def test_export_writes_a_complete_bundle(good_bundle):
     manifest = _manifest(good_bundle)
-    assert manifest["schema"] == "clip-conformance-bundle/2"
+    assert manifest["schema"] == "clip-conformance-bundle/3" and "deploy_cpus" not in manifest
     assert manifest["variant"] == "tiny-vit" and manifest["exporter"] == "dynamo" and manifest["opset"] == 20
     assert manifest["provenance"] == {
         "kind": "synthetic",
@@ -72,7 +72,19 @@ BAD = {
     "manifest not JSON": (lambda b: (b / "manifest.json").write_text("{oops"), "manifest.json is not valid JSON"),
     "wrong schema": (
         lambda b: _rewrite(b, lambda m: m.update(schema="clip-conformance-bundle/0")),
-        "has schema 'clip-conformance-bundle/0', expected 'clip-conformance-bundle/2'",
+        "has schema 'clip-conformance-bundle/0', expected 'clip-conformance-bundle/3'",
+    ),
+    "deploy_cpus not in the table": (
+        lambda b: _rewrite(b, lambda m: m.update(deploy_cpus=["zen3", "cascadelake"])),
+        "deploy_cpus ['zen3', 'cascadelake'] is not a non-empty list of CPUs from conformance/emulation.toml",
+    ),
+    "deploy_cpus empty": (
+        lambda b: _rewrite(b, lambda m: m.update(deploy_cpus=[])),
+        "deploy_cpus [] is not a non-empty list",
+    ),
+    "deploy_cpus on schema 2": (
+        lambda b: _rewrite(b, lambda m: m.update(schema="clip-conformance-bundle/2", deploy_cpus=["zen3"])),
+        "deploy_cpus came with clip-conformance-bundle/3",
     ),
     "missing file": (lambda b: (b / "text.onnx.data").unlink(), "text.onnx.data: named in the manifest but missing"),
     "hash differs": (

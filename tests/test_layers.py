@@ -27,6 +27,7 @@ FLOORS = (
         "conformance.profiles",
         "conformance.sessions",
         "conformance.batching",
+        "conformance.value_inputs",
     ),
     (
         "conformance.runtime",
@@ -38,6 +39,7 @@ FLOORS = (
         "conformance.subject",
         "conformance.bundle",
         "conformance.layouts.folder",
+        "conformance.emulation",
     ),
     ("conformance.checks",),
     ("conformance.registry",),

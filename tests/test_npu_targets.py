@@ -23,6 +23,7 @@ from conformance.runtime import run_onnx, run_torch
 from conformance.subject import Subject
 from conformance.tolerances import tolerance
 from conformance.toolchains.rknn import find_toolchain
+from conformance.value_inputs import input_key
 from conformance.weights import sha256_of
 from tests.graph_edits import add_noise, edit_graph, rewire_output
 from tests.helpers import TINY_VIT, skip_unless_runnable, synthetic
@@ -129,7 +130,7 @@ def test_rknn_answers_only_the_inputs_its_build_simulated_from_the_file_it_recor
     wanted = rknn_recipe.simulated_inputs(case)
     assert all(len(x) == 1 for x in wanted)  # each at the static batch
     artifact = made(tiny_cache, Target.NPU_STATIC, EncoderKind.TEXT_SPLIT, batch=1)
-    recorded: dict[str, Any] = {rknn_recipe._key(wanted[0]): np.zeros((1, 3))}
+    recorded: dict[str, Any] = {input_key(wanted[0]): np.zeros((1, 3))}
     npz = tmp_path / rknn_recipe.SIMULATED
     np.savez(npz, **recorded)
     compiled = {"simulated_sha256": sha256_of(npz)}
@@ -137,7 +138,7 @@ def test_rknn_answers_only_the_inputs_its_build_simulated_from_the_file_it_recor
     assert rknn_recipe.simulated_output(artifact, wanted[0]).shape == (1, 3)
     with pytest.raises(LookupError, match="was not among the 1 it simulated"):
         rknn_recipe.simulated_output(artifact, wanted[1])
-    recorded[rknn_recipe._key(wanted[0])] = np.ones((1, 3))
+    recorded[input_key(wanted[0])] = np.ones((1, 3))
     np.savez(npz, **recorded)  # same size, other values
     with pytest.raises(ValueError, match="not the file its build recorded"):
         rknn_recipe.simulated_output(artifact, wanted[0])

@@ -1,6 +1,7 @@
 """Reading a release bundle: `manifest.json` parsed, and each graph as an Artifact with its Case.
 
-The manifest (schema "clip-conformance-bundle/2", documented in the README) records the variant, the
+The manifest (schema "clip-conformance-bundle/3", documented in docs/emulation.md and the README; /2 is still read,
+and lacks only `deploy_cpus`) records the variant, the
 weights' provenance, exporter, opset, tool versions, every file's name, size and sha256, and each
 graph's encoder, precision, target, shape profile and I/O contract. `write.write_bundle` makes one;
 `rules` holds what makes one trustworthy, and `checks.bundle.check_bundle_integrity` applies them.
@@ -12,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from conformance import atomic
+from conformance import atomic, emulation
 from conformance.artifact import Artifact
 from conformance.case import Case
 from conformance.encoders import EncoderKind
@@ -20,7 +21,8 @@ from conformance.isa import known_flags, saturation_rule
 from conformance.variants import UnknownVariantError, Variant, get
 from conformance.weights import Provenance
 
-SCHEMA = "clip-conformance-bundle/2"
+SCHEMA = "clip-conformance-bundle/3"  # 3: deploy_cpus, the CPUs the bundle is for (checked under emulation)
+STILL_READ = ("clip-conformance-bundle/2",)
 MANIFEST = "manifest.json"
 GRAPH_FILES = {EncoderKind.IMAGE: "image.onnx", EncoderKind.TEXT_SPLIT: "text.onnx"}
 
@@ -77,7 +79,7 @@ def read_manifest(folder: Path) -> dict[str, Any]:
     if not path.is_file():
         raise BundleError(f"{path} is missing: not a bundle made by `python -m conformance export`")
     try:
-        manifest = atomic.read_document(path, SCHEMA)
+        manifest = atomic.read_document(path, SCHEMA, STILL_READ)
     except atomic.DocumentError as exc:
         raise BundleError(str(exc)) from None
     missing = [k for k in ("variant", "provenance", "exporter", "opset", "graphs", "files") if k not in manifest]
@@ -109,7 +111,25 @@ def open_bundle(folder: Path) -> Bundle:
             f"{folder / MANIFEST}: deploy_isa {declared!r} is not a list of CPU flags from "
             f"{', '.join(sorted(known_flags()))}"
         )
+    problem = deploy_cpus_problem(manifest)
+    if problem:
+        raise BundleError(f"{folder / MANIFEST}: {problem}")
     return found
+
+
+def deploy_cpus_problem(manifest: dict[str, Any]) -> str | None:
+    """`deploy_cpus` (schema 3): aliases of conformance/emulation.toml, each a CPU the bundle is checked on under
+    emulation by default; anything else would make a release run skip the CPUs it claims to serve."""
+    if "deploy_cpus" not in manifest:
+        return None
+    cpus = manifest["deploy_cpus"]
+    if manifest.get("schema") != SCHEMA:
+        return f"deploy_cpus came with {SCHEMA}; this manifest is {manifest.get('schema')}"
+    known = emulation.table()
+    if not isinstance(cpus, list) or not cpus or not all(isinstance(c, str) and c in known for c in cpus):
+        table = ", ".join(known)
+        return f"deploy_cpus {cpus!r} is not a non-empty list of CPUs from conformance/emulation.toml: {table}"
+    return None
 
 
 def runtime_options_problem(options: object) -> str | None:

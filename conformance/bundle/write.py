@@ -74,7 +74,11 @@ def _graph_entry(artifact: Artifact, files: list[str], variant: Variant) -> dict
 
 
 def write_bundle(
-    out: Path, variant: Variant, artifacts: dict[EncoderKind, Artifact], deploy_isa: list[str] | None = None
+    out: Path,
+    variant: Variant,
+    artifacts: dict[EncoderKind, Artifact],
+    deploy_isa: list[str] | None = None,
+    deploy_cpus: list[str] | None = None,
 ) -> Path:
     """Write a bundle atomically: it appears at `out` complete, or not at all."""
     if out.exists() and any(out.iterdir()):
@@ -107,5 +111,7 @@ def write_bundle(
         }
         if deploy_isa:
             manifest["deploy_isa"] = sorted(set(deploy_isa))  # the CPUs it is meant for (int8_saturation)
+        if deploy_cpus:  # the CPUs `pytest --artifacts` checks it on under emulation (conformance/emulation.toml)
+            manifest["deploy_cpus"] = list(dict.fromkeys(deploy_cpus))
         atomic.write_json(staging / MANIFEST, manifest)
     return out

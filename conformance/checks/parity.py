@@ -4,28 +4,23 @@ from __future__ import annotations
 
 import numpy as np
 
-from conformance import inputs
+from conformance import inputs, value_inputs
 from conformance.artifact import Artifact
 from conformance.checks.batch import single_outputs
 from conformance.encoders import ClipModel, EncoderKind, project_text
-from conformance.inputs import PARITY_ITEMS, SINGLES, TEXTS, parity_inputs
+from conformance.inputs import SINGLES, TEXTS
 from conformance.numerics import Tolerance, compare, nonfinite_problem
 from conformance.outputs import onnx_output, reference_output, torch_output
 from conformance.results import CheckResult, error_line, failed, skipped, verdict
+from conformance.value_inputs import zero_shot_images, zero_shot_tokens
 
 CHECK = "parity"
 CHECK_ZERO_SHOT = "zero_shot_agreement"
-LAYOUT_EDGE_CASES = ("eot-in-text", "76-tokens", "77-tokens", "over-context", "empty")
 
 
 def compared_inputs(artifact: Artifact, batch: int) -> list[np.ndarray]:
-    """Parity's inputs for this graph (also source_agreement's). Another tool's text embeddings also take the edge
-    texts (two EOTs, exactly 76 and 77 tokens, over-long, empty) that tell the first EOT from others: no projection
-    round-trip checks their pooling."""
-    arrays = parity_inputs(artifact.variant, artifact.encoder, batch)
-    if artifact.binding is not None and artifact.encoder != EncoderKind.IMAGE:
-        arrays += [inputs.tokens(inputs.EDGE_TEXTS[case], artifact.variant) for case in LAYOUT_EDGE_CASES]
-    return arrays
+    """Parity's inputs for this graph (also source_agreement's): value_inputs.compared_inputs."""
+    return value_inputs.compared_inputs(artifact.variant, artifact.encoder, batch, artifact.binding is not None)
 
 
 def check_parity(artifact: Artifact, model: ClipModel, tol: Tolerance, batch: int = 4) -> CheckResult:
@@ -97,8 +92,8 @@ def check_zero_shot_agreement(
     if split and (text_split.projection_path is None or not text_split.projection_path.is_file()):
         return failed(CHECK_ZERO_SHOT, f"{text_split.label} has no projection .npy")
     variant = image.variant
-    images = inputs.images(variant, n_images, offset=PARITY_ITEMS)
-    tokens = inputs.tokens(inputs.prompts(n_texts, offset=PARITY_ITEMS), variant)
+    images = zero_shot_images(variant)[:n_images]
+    tokens = zero_shot_tokens(variant, n_texts)
     try:
         onnx_text = onnx_output(text_split, tokens)
         if split:

@@ -9,7 +9,6 @@ from the recorded outputs and refuses any other input, rather than guessing.
 
 from __future__ import annotations
 
-import hashlib
 import shutil
 from collections.abc import Mapping
 from functools import lru_cache
@@ -22,9 +21,9 @@ from conformance import inputs
 from conformance.artifact import Artifact
 from conformance.batching import static_chunks
 from conformance.case import Case
-from conformance.encoders import INPUT_NAME, EncoderKind
+from conformance.encoders import INPUT_NAME
 from conformance.graph import copy_graph
-from conformance.inputs import PARITY_ITEMS, SINGLES, TEXTS, parity_inputs
+from conformance.value_inputs import input_key, value_inputs
 from conformance.weights import sha256_of
 
 SIMULATED = "simulated.npz"
@@ -46,24 +45,12 @@ def rknn_version() -> str:
     return toolchain.version if toolchain else f"{RKNN_VERSION} (not installed)"
 
 
-def _key(array: np.ndarray) -> str:
-    digest = hashlib.sha256(f"{array.dtype.str}{array.shape}".encode())
-    digest.update(np.ascontiguousarray(array).tobytes())
-    return digest.hexdigest()[:24]
-
-
 def simulated_inputs(case: Case) -> list[np.ndarray]:
     """Every static-batch input the rknn checks feed: parity (with its batch-1 singles), zero-shot, extremes."""
     assert case.encoder is not None and case.static_batch is not None
-    variant, encoder = case.variant, case.encoder
-    arrays = parity_inputs(variant, encoder, inputs.parity_batch(variant, encoder, case.static_batch))
-    arrays += [inputs.batch_for(variant, encoder, 1, offset=item) for item in range(SINGLES)]
-    if encoder == EncoderKind.IMAGE:
-        arrays.append(inputs.images(variant, min(4, inputs.max_batch(variant, encoder)), offset=PARITY_ITEMS))
-    else:
-        arrays.append(inputs.tokens(inputs.prompts(TEXTS, offset=PARITY_ITEMS), variant))
-    arrays.append(inputs.extreme_inputs(variant, encoder))
-    unique = {_key(c): c for a in arrays for c in static_chunks(a, case.static_batch)}
+    batch = inputs.parity_batch(case.variant, case.encoder, case.static_batch)
+    arrays = value_inputs(case.variant, case.encoder, batch)
+    unique = {input_key(c): c for a in arrays for c in static_chunks(a, case.static_batch)}
     return list(unique.values())
 
 
@@ -88,7 +75,7 @@ def build_rknn(source: Path, out: Path, case: Case, settings: Mapping[str, Any])
         platform=str(settings["platform"]),
         workdir=work,
     )
-    recorded: dict[str, Any] = {_key(x): y for x, y in zip(batches, result.outputs, strict=True)}
+    recorded: dict[str, Any] = {input_key(x): y for x, y in zip(batches, result.outputs, strict=True)}
     np.savez(out.parent / SIMULATED, **recorded)
     # The outputs stand in for the device from now on: their hash is recorded, and checked before each use.
     simulated_sha256 = sha256_of(out.parent / SIMULATED)
@@ -112,7 +99,7 @@ def simulated_output(artifact: Artifact, array: np.ndarray) -> np.ndarray:
     if recorded_sha256 != _sha256_once(path, path.stat().st_mtime_ns, path.stat().st_size):
         raise ValueError(f"{artifact.case.id}: {SIMULATED} is not the file its build recorded (edited or replaced)")
     with np.load(path) as recorded:
-        key = _key(array)
+        key = input_key(array)
         if key not in recorded.files:
             raise LookupError(
                 f"{artifact.case.id}: RKNN's simulator runs only where the graph is built, and this input "

@@ -42,6 +42,8 @@ def _group(test: dict[str, Any]) -> Group:
     target = test.get("target") or "onnx"
     if test.get("static_batch") is not None:
         target = f"{target} b{test['static_batch']}"
+    if test.get("emulated_cpu"):  # its own row: the same graph's accuracy on another CPU, and no latency there
+        target = f"{target} on {test['emulated_cpu']} (emulated)"
     return (test["variant"], target, test["exporter"], str(test["opset"]))
 
 

@@ -28,9 +28,10 @@ class Cell:
 
 def _row_key(test: dict[str, Any]) -> tuple[str, ...]:
     axes = [test.get(axis) for axis in ("precision", "profile")]
+    emulated = f" on {test['emulated_cpu']} (emulated)" if test.get("emulated_cpu") else ""
     return (
         test.get("variant") or "?",
-        test.get("target") or "?",
+        (test.get("target") or "?") + emulated,
         test.get("encoder") or "image+text",
         test.get("exporter") or "?",
         str(test.get("opset") or "?"),

@@ -10,12 +10,15 @@ Schema version 2 (documented in the README; version 1 had no case axes and is re
   provenance      variant -> weights provenance {kind, sha256, path, seed}
   options         the run's suite options (variants, exporters, opsets, latency mode, ...)
   shards          one entry per merged input {source, created, exit_status, environment}
+  emulated_cpus   alias -> {alias, qemu_model, qemu_version, guest_flags, guest_vendor, reason}: each CPU that
+                  checks ran on under qemu (--emulate-cpu), its flags as the guest's own CPUID showed them
   tests           [{nodeid, test, check, case, variant, encoder, exporter, opset, precision, target,
-                    profile, static_batch, bundle, batch, outcome, duration_s, message, xfail_reason, figures,
-                    artifact}]
+                    profile, static_batch, emulated_cpu, bundle, batch, outcome, duration_s, message, xfail_reason,
+                    figures, artifact}]
                   `case` is the case ID (the test ID's parameter part); `check` the registry's check name;
                   precision, target and profile are the compile axes (fp32, onnx, dynamic for a raw export);
-                  static_batch is present only for a static profile's graph (npu-static, rknn).
+                  static_batch is present only for a static profile's graph (npu-static, rknn);
+                  emulated_cpu only for a check run under qemu (its alias in conformance/emulation.toml).
   outcome is one of passed, failed, error, skipped, xfailed, xpassed.
 """
 
@@ -80,9 +83,11 @@ def merge(docs: list[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
     by_id: dict[str, dict[str, Any]] = {}
     provenance: dict[str, Any] = {}
     folders: dict[str, Any] = {}  # another tool's --artifacts folders: their layouts, siblings and skips
+    emulated: dict[str, Any] = {}  # the CPUs checks ran on under qemu, as each guest's CPUID showed it
     shards = []
     for source, doc in docs:
         by_id.update({t["nodeid"]: t for t in doc["tests"]})
+        emulated.update(doc.get("emulated_cpus", {}))
         provenance.update(doc.get("provenance", {}))
         for folder, found in doc.get("layouts", {}).items():  # a folder's siblings may be split across shards
             seen = folders.get(folder, {}).get("siblings", [])
@@ -103,4 +108,6 @@ def merge(docs: list[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
     )
     if folders:
         merged["layouts"] = folders
+    if emulated:
+        merged["emulated_cpus"] = dict(sorted(emulated.items()))
     return merged
