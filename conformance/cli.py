@@ -75,6 +75,8 @@ def export_command(args: argparse.Namespace) -> int:
     unknown_cpus = [cpu for cpu in deploy_cpus if cpu not in emulation.table()]
     if unknown_cpus:
         return _error(f"--deploy-cpu {', '.join(unknown_cpus)}: choose from {', '.join(emulation.table())}", USAGE)
+    if deploy_cpus and not target.emulable:
+        return _error(f"--deploy-cpu: a {target} bundle has no compiled graph to check on another CPU", USAGE)
     exporter, opset = _exporter_and_opset(args, target)
     base = Case(variant, None, exporter, opset)
     cases = [{kind: base.member(kind).on(target, batch) for kind in BUNDLED} for batch in batches]

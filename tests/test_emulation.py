@@ -7,13 +7,16 @@ from __future__ import annotations
 import dataclasses
 import json
 import shutil
+import tempfile
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pytest
 
-from conformance import emulation, isa
+from conformance import emulation, isa, outputs, runtime
 from conformance.case import Case, Exporter, Target
-from conformance.emulation import EmulationError, cpuid
+from conformance.emulation import EmulationError, canary, cpuid, recorded
 from conformance.emulation.recorded import emulated_inputs
 from conformance.encoders import EncoderKind
 from conformance.registry import BY_NAME, CHECKS
@@ -66,6 +69,7 @@ def test_the_zen3_guest_shows_avx2_and_no_vnni_by_its_own_cpuid():
     assert {"avx2", "fma"} <= set(guest.flags) and not {"avx512f", "avx512_vnni", "avx_vnni"} & set(guest.flags)
     assert guest.numpy_features["AVX2"] and not guest.numpy_features["AVX512VNNI"]  # numpy's CPUID agrees
     assert guest.vendor == "AuthenticAMD" and guest.qemu_version[0].isdigit()
+    assert guest.int8_canary == canary.SATURATED  # it does int8 as a CPU without VNNI does, not just says so
     int8 = isa.feature("int8")
     assert int8 is not None and int8.missing(guest.flags)  # what the suite's ISA rules will say of it
     for row in emulation.table().values():  # every row's guest is what the row says (probe refuses otherwise)
@@ -75,12 +79,28 @@ def test_the_zen3_guest_shows_avx2_and_no_vnni_by_its_own_cpuid():
 @needs_qemu
 def test_a_row_whose_guest_is_not_that_cpu_is_refused_with_the_reason():
     """QEMU accepts Cascadelake-Server and runs it as AVX2: a row claiming VNNI for it must not pass for one."""
-    data = {"cpu": {"cascadelake": {"qemu": "Cascadelake-Server", "has": ["avx2", "avx512_vnni"], "reason": "x"}}}
+    data: dict[str, Any] = {
+        "cpu": {"cascadelake": {"qemu": "Cascadelake-Server", "has": ["avx2", "avx512_vnni"], "reason": "x"}}
+    }
     with pytest.raises(EmulationError, match=r"cascadelake refused: .* lacks avx512_vnni by its own CPUID"):
         emulation.probe(emulation.resolve("cascadelake", data))
     data = {"cpu": {"fake": {"qemu": "EPYC-Milan", "has": ["avx2"], "lacks": ["fma"], "reason": "x"}}}
     with pytest.raises(EmulationError, match="has fma"):
         emulation.probe(emulation.resolve("fake", data))
+    data = {"cpu": {"vnni": {"qemu": "EPYC-Milan", "has": ["avx2"], "int8_saturates": False, "reason": "x"}}}
+    with pytest.raises(EmulationError, match=r"computed the int8 canary .* as 1048544, where a CPU with VNNI gives"):
+        emulation.probe(emulation.resolve("vnni", data))
+
+
+def test_the_int8_canary_saturates_exactly_where_this_host_lacks_vnni():
+    """The canary's premise, on real hardware: without VNNI onnxruntime's u8 x s8 kernel saturates pairs."""
+    import onnxruntime as ort
+
+    path = canary.write_canary(Path(tempfile.mkdtemp()) / "canary.onnx")
+    answer = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"a": canary.canary_input()})
+    int8 = isa.feature("int8")
+    assert int8 is not None
+    assert int(answer[0].max()) == (canary.SATURATED if int8.missing() else canary.EXACT)
 
 
 @needs_qemu
@@ -97,16 +117,24 @@ def test_the_worker_fails_when_it_reads_proc_cpuinfo_or_starts_a_process(tmp_pat
 
 
 @needs_qemu
-def test_full_range_int8_fails_on_an_emulated_zen3_and_the_7_bit_recipe_passes(tiny_cache, tmp_path):
+def test_full_range_int8_fails_on_an_emulated_zen3_and_the_7_bit_recipe_passes(tiny_cache, tmp_path, monkeypatch):
     """The control issue 26 asks for, measured first: tiny-vit's text graph with full-range int8 weights (the
     int8-dynamic recipe before version 2) reaches min cosine 0.977 under zen3 against parity's 0.996; the 7-bit
     recipe 0.9988. (Its image graph saturates less: 0.9956, too close to the budget to be the control.)"""
     source = good(tiny_cache, TINY_VIT, TEXT)
     old = _compile(tiny_cache, tmp_path, Target.INT8_DYNAMIC, encoder=TEXT, reduce_range=False)
+    host_session = runtime.session
+
+    def host_only(artifact, *args):  # an emulated graph must never be run by the host's onnxruntime
+        assert artifact.case.emulated is None, f"{artifact.case.id} ran on the host"
+        return host_session(artifact, *args)
+
+    monkeypatch.setattr(runtime, "session", host_only)
     for check in ("parity", "source_agreement"):
         result = BY_NAME[check].execute(_subject(old, source, "zen3"), None)
         assert not result.passed and "min cosine" in result.message, (check, result.message)
         assert result.figures["min_cosine"] < 0.99 and result.figures["emulated_cpu"]["alias"] == "zen3"
+        assert result.figures["emulation"]["text-split"]["inputs"] == len(emulated_inputs(old))
     (tmp_path / "new").mkdir()
     new = _compile(tiny_cache, tmp_path / "new", Target.INT8_DYNAMIC, encoder=TEXT)
     for check in ("parity", "source_agreement", "finite_extremes"):
@@ -133,14 +161,15 @@ def test_a_graph_the_runtime_cannot_run_under_emulation_fails_with_its_message(t
     broken = _compile(tiny_cache, tmp_path, Target.INT8_DYNAMIC)  # a private compile, in tmp_path
     broken.onnx_path.write_bytes(broken.onnx_path.read_bytes()[:2000])  # truncated after compile
     result = BY_NAME["parity"].execute(_subject(broken, source, "zen3"), None)
-    assert not result.passed and "under zen3 (EPYC-Milan)" in result.message and "onnxruntime" in result.message
+    assert not result.passed and "under zen3 (EPYC-Milan)" in result.message, result.message
+    assert "INVALID_PROTOBUF" in result.message or "Protobuf parsing failed" in result.message, result.message
 
 
 def test_openvino_bf16_on_a_cpu_without_bf16_skips_with_the_reason(tiny_cache, tmp_path, monkeypatch):
     artifact = good(tiny_cache, TINY_VIT, "image")
     artifact = dataclasses.replace(artifact, case=artifact.case.on(Target.OPENVINO_BF16))
     cpu = emulation.resolve("zen3")
-    fake = emulation.Guest(cpu, "7.2", ("avx", "avx2", "fma"), "AuthenticAMD", {})
+    fake = emulation.Guest(cpu, "7.2", ("avx", "avx2", "fma"), "AuthenticAMD", {}, canary.SATURATED)
     monkeypatch.setattr("conformance.checks.emulated.guest", lambda alias: fake)
     result = BY_NAME["parity"].execute(_subject(artifact, artifact, "zen3"), None)
     assert result.status == "skipped" and "on zen3 (EPYC-Milan)" in result.message and "avx512_bf16" in result.message
@@ -153,7 +182,7 @@ def test_emulated_cases_are_their_own_and_run_only_the_precision_sensitive_check
     assert case.key() == host.key()  # the same graph: one export, one compile
     assert Case.from_record(case.record()) == case
     assert {c.name for c in CHECKS if c.applies(case)} == EMULATED_CHECKS  # zero-shot by its scope: pairs only
-    assert not any(c.applies(host.source.emulated_on("zen3")) for c in CHECKS if c.name == "source_agreement")
+    assert not any(c.applies(case) for c in CHECKS if c.name in ("latency", "int8_saturation", "opset_validity"))
     assert not Target.ONNX.emulable and not Target.RKNN.emulable and Target.OPENVINO_INT8.emulable
 
 
@@ -194,3 +223,42 @@ def test_a_schema_2_manifest_is_still_read(tmp_path):
     manifest = json.loads((out / "manifest.json").read_text())
     (out / "manifest.json").write_text(json.dumps({**manifest, "schema": "clip-conformance-bundle/2"}))
     assert check_bundle_integrity(Path(out)).passed
+
+
+def test_host_and_emulated_outputs_of_one_graph_are_kept_apart(tiny_cache, monkeypatch):
+    """One graph file, two CPUs: the shared outputs store must never answer one with the other's."""
+    artifact = good(tiny_cache, TINY_VIT, "image")
+    compiled = dataclasses.replace(artifact, case=artifact.case.on(Target.INT8_DYNAMIC))
+    sentinel = np.full((2, TINY_VIT.embed_dim), 7.0, np.float32)
+    monkeypatch.setattr(recorded, "emulated_output", lambda a, x, threads: sentinel)
+    x = np.ascontiguousarray(emulated_inputs(compiled)[0])
+    on_host = outputs.onnx_output(compiled, x)
+    emulated = dataclasses.replace(compiled, case=compiled.case.emulated_on("zen3"))
+    assert np.array_equal(outputs.onnx_output(emulated, x), sentinel) and not np.array_equal(on_host, sentinel)
+    assert not np.array_equal(outputs.onnx_output(compiled, x), sentinel)
+
+
+@needs_qemu
+def test_openvino_runs_in_the_worker_under_emulation(tiny_cache, tmp_path):
+    source = good(tiny_cache, TINY_VIT, "image")
+    compiled = _compile(tiny_cache, tmp_path, Target.OPENVINO)
+    result = BY_NAME["parity"].execute(_subject(compiled, source, "zen3"), None)
+    assert result.passed, result.message
+    assert result.figures["emulation"]["image"]["library"].startswith("openvino ")
+
+
+def test_a_manifest_cannot_name_an_emulated_cpu_for_a_graph_or_cpus_for_an_uncompiled_bundle(tmp_path, capsys):
+    from conformance.checks.bundle import check_bundle_integrity
+
+    out = tmp_path / "fp32"
+    assert export_bundle(out) == 0
+    assert export_bundle(tmp_path / "refused", "--deploy-cpu", "zen3") == 2
+    assert "has no compiled graph to check on another CPU" in capsys.readouterr().err
+    manifest = json.loads((out / "manifest.json").read_text())
+    (out / "manifest.json").write_text(json.dumps({**manifest, "deploy_cpus": ["zen3"]}))
+    result = check_bundle_integrity(out)
+    assert not result.passed and "the claim would check nothing" in result.message
+    graphs = {k: {**g, "emulated_cpu": "zen3"} for k, g in manifest["graphs"].items()}
+    (out / "manifest.json").write_text(json.dumps({**manifest, "graphs": graphs}))
+    result = check_bundle_integrity(out)
+    assert not result.passed and "emulated_cpu is not a manifest field" in result.message

@@ -15,7 +15,7 @@ from typing import Any
 
 from conformance import atomic, emulation
 from conformance.artifact import Artifact
-from conformance.case import Case
+from conformance.case import Case, Target
 from conformance.encoders import EncoderKind
 from conformance.isa import known_flags, saturation_rule
 from conformance.variants import UnknownVariantError, Variant, get
@@ -53,6 +53,8 @@ class Bundle:
         graphs = self.manifest["graphs"]
         entry = graphs[str(encoder)] if encoder else next(iter(graphs.values()))
         record = {**self.manifest, **entry, "encoder": str(encoder) if encoder else None}
+        if "emulated_cpu" in record:  # which CPU a check runs on is the run's to say (deploy_cpus), not a graph's
+            raise ValueError("emulated_cpu is not a manifest field (a bundle names its CPUs in deploy_cpus)")
         return Case.from_record(record, bundle=self.folder)
 
     def artifact(self, encoder: EncoderKind) -> Artifact:
@@ -129,6 +131,12 @@ def deploy_cpus_problem(manifest: dict[str, Any]) -> str | None:
     if not isinstance(cpus, list) or not cpus or not all(isinstance(c, str) and c in known for c in cpus):
         table = ", ".join(known)
         return f"deploy_cpus {cpus!r} is not a non-empty list of CPUs from conformance/emulation.toml: {table}"
+    targets = {str(entry.get("target", "onnx")) for entry in manifest["graphs"].values() if isinstance(entry, dict)}
+    if not any(t in {str(x) for x in Target if x.emulable} for t in targets):
+        return (
+            f"deploy_cpus {cpus} names CPUs to check it on, but its graphs ({', '.join(sorted(targets))}) are not "
+            "compiled graphs emulation runs: the claim would check nothing"
+        )
     return None
 
 

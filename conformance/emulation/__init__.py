@@ -20,6 +20,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+from conformance.emulation import canary
 from conformance.tolerances import data_file
 
 INSTALL_LINE = "apt-get install qemu-user"  # Debian's package: QEMU 7.2's user-mode emulator, qemu-x86_64
@@ -39,6 +40,7 @@ class EmulatedCpu:
     has: tuple[str, ...]
     lacks: tuple[str, ...]
     reason: str
+    int8_saturates: bool  # its u8 x s8 kernels add pairs in 16 bits (no VNNI): the canary's saturated answer
 
 
 @dataclass(frozen=True)
@@ -50,6 +52,7 @@ class Guest:
     flags: tuple[str, ...]
     vendor: str
     numpy_features: dict[str, bool]
+    int8_canary: int  # canary.py's MatMulInteger as the guest computed it
 
     def record(self) -> dict[str, Any]:
         """What results.json and the report show beside the host's CPU."""
@@ -59,6 +62,7 @@ class Guest:
             "qemu_version": self.qemu_version,
             "guest_flags": " ".join(self.flags),
             "guest_vendor": self.vendor,
+            "int8_canary": f"{self.int8_canary} (exact {canary.EXACT}, saturated {canary.SATURATED})",
             "reason": self.cpu.reason,
         }
 
@@ -66,7 +70,14 @@ class Guest:
 def table(data: dict[str, Any] | None = None) -> dict[str, EmulatedCpu]:
     rows = (data if data is not None else data_file("emulation.toml"))["cpu"]
     return {
-        alias: EmulatedCpu(alias, str(r["qemu"]), tuple(r["has"]), tuple(r.get("lacks", ())), str(r["reason"]))
+        alias: EmulatedCpu(
+            alias,
+            str(r["qemu"]),
+            tuple(r["has"]),
+            tuple(r.get("lacks", ())),
+            str(r["reason"]),
+            bool(r.get("int8_saturates", False)),
+        )
         for alias, r in rows.items()
     }
 
@@ -126,6 +137,8 @@ def run_worker(cpu: EmulatedCpu, request: dict[str, Any], folder: Path, timeout_
         )
     except subprocess.TimeoutExpired:
         raise EmulationError(f"the worker under {cpu.alias} ({cpu.qemu_model}) ran past {timeout_s:.0f} s") from None
+    except OSError as exc:  # not executable, another architecture's binary, ...
+        raise EmulationError(f"{binary} could not be started: {exc}") from None
     try:
         report: dict[str, Any] = json.loads((folder / "report.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -164,16 +177,44 @@ def readers_disagree(flags: set[str], numpy_features: dict[str, bool]) -> str | 
     return f"the worker's CPUID reader and numpy's disagree on {', '.join(wrong)}: neither can be trusted here"
 
 
+def canary_problem(cpu: EmulatedCpu, answer: int) -> str | None:
+    """Why the guest's int8 arithmetic is not its row's, or None."""
+    expected = canary.SATURATED if cpu.int8_saturates else canary.EXACT
+    if answer == expected:
+        return None
+    return (
+        f"--emulate-cpu {cpu.alias} refused: the guest computed the int8 canary (canary.py) as {answer}, where a CPU "
+        f"{'without' if cpu.int8_saturates else 'with'} VNNI gives {expected} (exact {canary.EXACT}): its int8 "
+        "arithmetic is not the CPU conformance/emulation.toml says"
+    )
+
+
 def probe(cpu: EmulatedCpu) -> Guest:
-    """Start the guest, read its CPUID inside it, and refuse it unless it is what its row claims."""
+    """Start the guest, read its CPUID inside it, run the int8 canary there, and refuse it unless both are what
+    its row claims."""
     binary = qemu_binary()
     with tempfile.TemporaryDirectory(prefix="clip-emulate-") as scratch:
-        report = run_worker(cpu, {"probe": True}, Path(scratch), PROBE_TIMEOUT_S)
+        folder = Path(scratch)
+        request = {
+            "probe": True,
+            "canary": str(canary.write_canary(folder / "canary.onnx")),
+            "canary_shape": list(canary.canary_input().shape),
+            "canary_value": canary.ACTIVATION,
+        }
+        report = run_worker(cpu, request, folder, PROBE_TIMEOUT_S)
     flags = set(report["flags"])
     why = readers_disagree(flags, report["numpy_features"]) or mismatch(cpu, flags)
+    why = why or canary_problem(cpu, int(report["canary"]))
     if why:
         raise EmulationError(why)
-    return Guest(cpu, qemu_version(binary), tuple(sorted(flags)), str(report["vendor"]), report["numpy_features"])
+    return Guest(
+        cpu,
+        qemu_version(binary),
+        tuple(sorted(flags)),
+        str(report["vendor"]),
+        report["numpy_features"],
+        int(report["canary"]),
+    )
 
 
 _GUESTS: dict[str, Guest | str] = {}

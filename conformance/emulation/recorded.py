@@ -17,10 +17,15 @@ import numpy as np
 
 from conformance import inputs
 from conformance.artifact import Artifact
+from conformance.batching import static_chunks
 from conformance.emulation import EmulationError, guest, resolve, run_worker
+from conformance.results import error_line
 from conformance.value_inputs import input_key, value_inputs
 
-RUN_TIMEOUT_S = 3600.0  # one graph's whole input set; ViT-B/32's int8 image graph takes about a minute here
+# Emulation ran ViT-B/32's int8 graphs at about 1 GFLOP/s on a 2-core Zen 3 (docs/emulation.md): one graph's whole
+# input set gets ten times that, and never less than ten minutes, before the worker is stopped as hung.
+SECONDS_PER_GFLOP = 10.0
+MIN_TIMEOUT_S = 600.0
 # What OpenVINO's CPU plugin is asked for, per target (openvino_runtime.HINTS, repeated as names: no import of
 # OpenVINO's runtime module here, which would load it in the host for nothing).
 HINTS = {"openvino": "f32", "openvino-bf16": "bf16", "openvino-int8": "f32"}
@@ -35,8 +40,13 @@ def _key(artifact: Artifact) -> tuple[object, ...]:
 
 
 def emulated_inputs(artifact: Artifact) -> list[np.ndarray]:
-    batch = inputs.parity_batch(artifact.variant, artifact.encoder, artifact.case.static_batch)
-    return value_inputs(artifact.variant, artifact.encoder, batch, artifact.binding is not None)
+    """value_inputs, and for a graph fixed at a batch, in the chunks runtime.run_onnx feeds it (padded as it pads)."""
+    static = artifact.case.static_batch
+    batch = inputs.parity_batch(artifact.variant, artifact.encoder, static)
+    arrays = value_inputs(artifact.variant, artifact.encoder, batch, artifact.binding is not None)
+    if static is None:
+        return arrays
+    return list({input_key(c): c for a in arrays for c in static_chunks(a, static)}.values())
 
 
 def _feeds(artifact: Artifact, arrays: list[np.ndarray]) -> tuple[dict[str, Any], list[list[list[str]]]]:
@@ -62,13 +72,18 @@ def _run(artifact: Artifact, threads: int, say: Say | None) -> dict[str, np.ndar
     alias = artifact.case.emulated
     assert alias is not None
     cpu = resolve(alias)
-    guest(alias)  # refuses a guest that is not the CPU its row claims, before any graph runs
+    probed = guest(alias)  # refuses a guest that is not the CPU its row claims, before any graph runs
     arrays = emulated_inputs(artifact)
     runtime = artifact.case.target.runtime
     if runtime not in ("onnxruntime", "openvino"):
         raise EmulationError(f"{artifact.case.target} runs on {runtime}, which qemu cannot emulate")
+    items = int(sum(len(a) for a in arrays))
+    gflop = items * inputs.gflops_per_item(artifact.variant, artifact.encoder)
     if say:
-        say(f"{artifact.case.id}: running {len(arrays)} inputs under qemu ({cpu.qemu_model}) ...")
+        say(
+            f"{artifact.case.id}: running {len(arrays)} inputs ({items} items, {gflop:.0f} GFLOP) under qemu "
+            f"({cpu.qemu_model}); emulation runs about 1 GFLOP/s on 2 cores ..."
+        )
     saved, feeds = _feeds(artifact, arrays)
     request = {
         "graph": str(artifact.onnx_path.resolve()),
@@ -85,12 +100,15 @@ def _run(artifact: Artifact, threads: int, say: Say | None) -> dict[str, np.ndar
     with tempfile.TemporaryDirectory(prefix="clip-emulate-") as scratch:
         folder = Path(scratch)
         np.savez(folder / "inputs.npz", **saved)
-        report = run_worker(cpu, request, folder, RUN_TIMEOUT_S)
+        report = run_worker(cpu, request, folder, max(MIN_TIMEOUT_S, SECONDS_PER_GFLOP * gflop))
+        if tuple(sorted(report["flags"])) != probed.flags:  # the run's own CPUID, not only the probe's
+            raise EmulationError(f"the worker that ran the graph saw flags {report['flags']}, the probe {probed.flags}")
         with np.load(folder / "outputs.npz") as out:
             outputs = [np.asarray(out[f"o{i}"]) for i in range(len(arrays))]
     _STATS[_key(artifact)] = {
         "inputs": len(arrays),
-        "items": int(sum(len(a) for a in arrays)),
+        "items": items,
+        "gflop": round(gflop, 1),
         "wall_seconds": round(time.monotonic() - started, 1),
         "load_seconds": report.get("load_seconds"),
         "run_seconds": report.get("run_seconds"),
@@ -108,6 +126,8 @@ def prepare(artifact: Artifact, threads: int, say: Say | None = None) -> None:
             _RECORDED[key] = (artifact.case.group, _run(artifact, threads, say))
         except EmulationError as exc:
             _RECORDED[key] = (artifact.case.group, str(exc))
+        except Exception as exc:  # noqa: BLE001 - one clear line per emulated test, never a traceback
+            _RECORDED[key] = (artifact.case.group, f"emulating {artifact.case.id} failed: {error_line(exc)}")
 
 
 def emulated_output(artifact: Artifact, array: np.ndarray, threads: int) -> np.ndarray:
