@@ -262,3 +262,16 @@ def test_a_manifest_cannot_name_an_emulated_cpu_for_a_graph_or_cpus_for_an_uncom
     (out / "manifest.json").write_text(json.dumps({**manifest, "graphs": graphs}))
     result = check_bundle_integrity(out)
     assert not result.passed and "emulated_cpu is not a manifest field" in result.message
+
+
+@needs_qemu
+def test_full_range_int8_with_the_recorded_u8u8_option_passes_under_zen3(tiny_cache, tmp_path):
+    """The benign variant beside the control: the same full-range graph, recording onnxruntime's
+    session.x64quantprecision=1 (the U8U8 path x86 without VNNI can use), is accurate there; the worker sets the
+    option as every deployment must."""
+    source = good(tiny_cache, TINY_VIT, TEXT)
+    old = _compile(tiny_cache, tmp_path, Target.INT8_DYNAMIC, encoder=TEXT, reduce_range=False)
+    assert old.compiled is not None
+    old.compiled["runtime_options"] = {"session.x64quantprecision": "1"}
+    result = BY_NAME["parity"].execute(_subject(old, source, "zen3"), None)
+    assert result.passed and result.figures["min_cosine"] > 0.996, result.message

@@ -58,14 +58,20 @@ def test_summary_percentiles():
     assert stats["items_per_s"] == pytest.approx(4 / 0.0505)
 
 
+# As a real gate runs: 7 rounds, doubled while undecided. At 7 rounds the interval is the rounds' minimum and
+# maximum, so one stalled torch round (a ~5x ratio, 3.5 ms torch rounds here) made this test inconclusive in one
+# of two quiet clean-clone runs on a 2-core Zen 3 (AVX2 only); 28 rounds bound the interval by inner rounds.
+LOOKED = LatencyPlan(batch=2, min_rounds=7, warmup=2, max_rounds=28)
+
+
 def test_slowed_model_fails_the_ratio_gate(tiny_cache, tmp_path):
     good_artifact = good(tiny_cache, TINY_VIT, EncoderKind.IMAGE)
     slowed = slow_down(good_artifact, tmp_path / "slow")
     x = np.random.default_rng(0).standard_normal((2, 3, 32, 32)).astype(np.float32)
     np.testing.assert_array_equal(run_onnx(slowed, x), run_onnx(good_artifact, x))  # same answers, only slower
     np.testing.assert_allclose(run_onnx(slowed, x), run_torch(synthetic(TINY_VIT).model, "image", x), atol=1e-5)
-    result = check_latency_of(slowed, synthetic(TINY_VIT).model, PLAN, GATES)
-    assert not result.passed
+    result = check_latency_of(slowed, synthetic(TINY_VIT).model, LOOKED, GATES)
+    assert not result.passed, result.message
     assert (
         "x torch eager p50" in result.message and "above the coarse gate 1.5x at batch 2: test gate" in result.message
     )
