@@ -101,11 +101,14 @@ def one_thread():
 
 
 @pytest.mark.parametrize("threads", ["one-thread", "all-threads"])
-def test_an_export_slowed_past_3_5x_torch_fails_the_coarse_gate_and_the_good_one_passes(
+def test_an_export_slowed_past_5x_torch_fails_the_coarse_gate_and_the_good_one_passes(
     vitb32, tmp_path, threads, request
 ):
-    """The coarse gate (latency_gates.toml) catches only the pathological: an export whose p50 is 3.5x torch
-    eager's, at one thread and at every thread this machine has; the good export passes it, without a baseline."""
+    """The coarse gate (latency_gates.toml) catches the pathological: an export whose p50 is 5x torch eager's, at
+    one thread and at every thread this machine has; the good export passes it, without a baseline. 5x, not the
+    3.5x this test once asked for: the slowdown is calibrated to within 15% (`achieved` below), and a 3.5x target
+    landed at 2.75x on a 2-core Zen 3 (AVX2 only), under the 3.0x gate, in one of two quiet runs. At 5x the worst
+    calibration the test accepts is 4.25x, well above the gate on any machine."""
     if threads == "one-thread":
         request.getfixturevalue("one_thread")
     model, good_artifact = vitb32[1], _export(vitb32, EncoderKind.IMAGE)
@@ -113,7 +116,7 @@ def test_an_export_slowed_past_3_5x_torch_fails_the_coarse_gate_and_the_good_one
     gates = Gates(latency_gate())
     fast = check_latency_of(good_artifact, model, plan, gates)
     assert fast.passed and fast.figures["ratio_p50"] < latency_gate().max_ratio, fast.message
-    factor = 3.5 / fast.figures["ratio_p50"]  # how much slower the export must get to be 3.5x torch eager
+    factor = 5.0 / fast.figures["ratio_p50"]  # how much slower the export must get to be 5x torch eager
 
     def p50_seconds(artifact):
         return measure_latency(artifact, model, plan)["ort"]["p50_ms"] / 1e3
