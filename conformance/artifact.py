@@ -10,7 +10,7 @@ from typing import Any
 from conformance import atomic, layouts
 from conformance.case import Case
 from conformance.encoders import INPUT_NAME, OUTPUT_NAME, EncoderKind
-from conformance.layouts import GraphBinding
+from conformance.layouts import GraphBinding, Layout
 from conformance.variants import Variant
 from conformance.weights import Provenance
 
@@ -30,7 +30,7 @@ class Artifact:
     export_seconds: float | None = None  # for a compiled target: the compile's seconds
     onnx_file: str = "model.onnx"
     compiled: dict[str, Any] | None = None  # a compile target's provenance: recipe, tool, version, settings, ...
-    layout: str | None = None  # another tool's layout (conformance/layouts/): its names, feeds and contract
+    layout: Layout | None = None  # another tool's layout (conformance/layouts/): its names, feeds and contract
 
     @property
     def variant(self) -> Variant:
@@ -63,7 +63,7 @@ class Artifact:
     @property
     def binding(self) -> GraphBinding | None:
         """How another tool's graph takes the suite's inputs and gives this embedding (None: the suite's own)."""
-        return layouts.get(self.layout).binding(self.encoder) if self.layout else None
+        return self.layout.binding(self.encoder) if self.layout else None
 
     @property
     def input_name(self) -> str:
@@ -99,6 +99,7 @@ class Artifact:
     def to_dict(self) -> dict[str, object]:
         data = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("folder", "case")}
         data["provenance"] = self.provenance.to_dict()
+        data["layout"] = self.layout.name if self.layout else None  # the name: the layout is data the suite ships
         return {"case": self.case.record(), **data, "source": self.source}
 
     def save(self, path: Path) -> None:
@@ -111,6 +112,7 @@ class Artifact:
             data.pop("source", None)
             data["case"] = Case.from_record(data["case"])
             data["provenance"] = Provenance.from_dict(data["provenance"])
+            data["layout"] = layouts.get(data["layout"]) if data.get("layout") else None
             return cls(folder=path.parent, **data)
-        except (OSError, ValueError, KeyError, TypeError) as exc:
+        except (OSError, ValueError, KeyError, TypeError) as exc:  # LayoutError is a ValueError
             raise ArtifactError(f"{path} is unreadable: {type(exc).__name__}: {exc}") from None

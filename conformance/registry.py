@@ -16,7 +16,7 @@ from typing import Any
 
 from hypothesis import strategies as st
 
-from conformance import inputs, layouts
+from conformance import inputs
 from conformance.case import Case, Precision, Profile, Target
 from conformance.checks.batch import check_dynamic_batch, check_repeatability, check_row_independence
 from conformance.checks.bundle import check_bundle_integrity
@@ -92,10 +92,10 @@ class Check:
         """Run it, except on a static graph when it checks a dynamic claim: a skip with the reason, never a
         vacuous pass."""
         case = getattr(subject, "case", None)
-        layout = getattr(case, "layout", None)
-        reason = layouts.get(layout).skip_reason(self.name) if layout else None
-        if reason:
-            return skipped(self.name, f"layout {layout}: {reason}")
+        layout = getattr(subject, "layout", None)  # another tool's, as its graphs carry it
+        reason = layout.skip_reason(self.name) if layout else None
+        if reason and layout is not None:
+            return skipped(self.name, f"layout {layout.name}: {reason}")
         if self.static_skip and case is not None and case.static_batch is not None:
             where = "the graph (its layout's batch)" if layout else f"{case.profile} graph"
             return skipped(self.name, f"{where} fixed at batch {case.static_batch}: {self.static_skip}")
@@ -127,7 +127,7 @@ def _opset_validity(s: Subject, _: None) -> CheckResult:
 
 
 def _io_contract(s: Subject, _: None) -> CheckResult:
-    layout = layouts.get(s.case.layout) if s.case.layout else None  # another tool's: its layout's own contract
+    layout = s.artifact.layout  # another tool's: its layout's own contract
     return check_layout_contract(s.artifact, layout) if layout else check_io_contract(s.artifact)
 
 

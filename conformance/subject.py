@@ -9,6 +9,7 @@ from conformance.artifact import Artifact
 from conformance.case import Case
 from conformance.encoders import ClipModel, EncoderKind
 from conformance.export import DEFAULT_TOKEN_DTYPE
+from conformance.layouts import Layout
 from conformance.numerics import Tolerance
 from conformance.tolerances import tolerance
 from conformance.variants import Variant
@@ -32,6 +33,11 @@ class Subject:
     @property
     def variant(self) -> Variant:
         return self.case.variant
+
+    @property
+    def layout(self) -> Layout | None:
+        """Another tool's layout, as its graphs carry it (None: the suite's own export or bundle)."""
+        return next((a.layout for a in self.artifacts.values() if a.layout), None)
 
     @property
     def artifact(self) -> Artifact:

@@ -27,7 +27,7 @@ import torch
 from conformance import layouts, producers
 from conformance.case import Target
 from conformance.encoders import ClipModel
-from conformance.layouts.folder import LayoutFolder
+from conformance.folders.layout import LayoutFolder
 from conformance.subject import Subject
 from conformance.variants import Variant
 from tests.helpers import TINY_VIT, synthetic
@@ -71,6 +71,20 @@ def optimum_folder(model: ClipModel, variant: Variant, out: Path, work: Path, ed
             ):
                 if (checkpoint / name).is_file():
                     (out / name).write_bytes((checkpoint / name).read_bytes())
+    return out
+
+
+def optimum_vision_folder(checkpoint: Path, out: Path, work: Path) -> Path:
+    """Optimum's `clip_vision_model` export: the vision tower alone, saved as transformers' CLIPVisionModel from an
+    HF CLIP checkpoint and exported with task feature-extraction (last_hidden_state, pooler_output). Its folder has
+    the file names of the zero-shot export (model.onnx, config.json), not its graphs."""
+    from optimum.exporters.onnx import main_export
+    from transformers import CLIPVisionModel
+
+    CLIPVisionModel.from_pretrained(str(checkpoint)).save_pretrained(str(work / "vision-checkpoint"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        main_export(str(work / "vision-checkpoint"), output=str(out), task="feature-extraction")
     return out
 
 

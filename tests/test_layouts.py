@@ -7,6 +7,7 @@ import pytest
 
 from conformance import layouts
 from conformance.encoders import EncoderKind
+from conformance.folders import identify
 from conformance.inputs import EDGE_TEXTS, tokens
 from conformance.layouts import EOT_TOKEN, NoLayout, SeveralLayouts
 from tests.helpers import TINY_VIT
@@ -36,12 +37,12 @@ def test_every_layout_file_loads_with_a_contract_for_each_graph():
     ],
 )
 def test_a_folder_is_detected_by_its_files(tmp_path, files, expected):
-    assert layouts.detect(_touch(tmp_path, *files)) == expected
+    assert identify.detect(_touch(tmp_path, *files)) == expected
 
 
 def test_a_folder_that_fits_nothing_says_what_was_looked_for(tmp_path):
     with pytest.raises(NoLayout) as raised:
-        layouts.detect(_touch(tmp_path, "weights.bin"))
+        identify.detect(_touch(tmp_path, "weights.bin"))
     message = str(raised.value)
     assert "manifest.json is missing" in message
     assert all(f"{name}:" in message for name in layouts.names())
@@ -51,13 +52,13 @@ def test_a_folder_that_fits_nothing_says_what_was_looked_for(tmp_path):
 def test_a_folder_that_fits_several_layouts_asks_for_layout(tmp_path):
     _touch(tmp_path, "model.onnx", "config.json", "visual/model.onnx", "textual/model.onnx")
     with pytest.raises(SeveralLayouts, match=r"fits several layouts \(immich, optimum\).*--layout"):
-        layouts.detect(tmp_path)
-    assert layouts.detect(tmp_path, "immich") == "immich"
+        identify.detect(tmp_path)
+    assert identify.detect(tmp_path, "immich") == "immich"
 
 
 def test_a_forced_layout_that_does_not_fit_is_refused(tmp_path):
     with pytest.raises(NoLayout, match=r"does not fit --layout immich: it needs visual/model\.onnx"):
-        layouts.detect(_touch(tmp_path, "model.onnx", "config.json"), "immich")
+        identify.detect(_touch(tmp_path, "model.onnx", "config.json"), "immich")
 
 
 def test_hf_feeds_pad_where_clip_pads_and_mask_through_the_last_token():

@@ -14,7 +14,7 @@ import pytest
 
 from conformance import layouts
 from conformance.encoders import EncoderKind
-from conformance.layouts.folder import LayoutFolder
+from conformance.folders.layout import LayoutFolder
 from conformance.registry import run_check
 from conformance.subject import Subject
 from tests.graph_edits import _const, rewire_output

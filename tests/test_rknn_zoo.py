@@ -10,6 +10,7 @@ import pytest
 
 from conformance import layouts
 from conformance.encoders import EncoderKind
+from conformance.folders import identify
 from conformance.registry import run_check
 from tests.helpers import TINY_VIT, vendored_blobs
 
@@ -116,4 +117,4 @@ def test_the_zoos_cut_beside_optimums_export_is_the_zoos(made, tmp_path):
     folder = copy_folder(made, "rknnzoo", tmp_path)
     for name in ("model.onnx", "config.json"):
         shutil.copyfile(made["optimum"] / name, folder / name)
-    assert layouts.detect(folder) == "rknnzoo"
+    assert identify.detect(folder) == "rknnzoo"

@@ -15,7 +15,8 @@ from onnx import numpy_helper
 from conformance import layouts
 from conformance.case import Target
 from conformance.checks.bundle import check_bundle_integrity
-from conformance.layouts.folder import LayoutFolder
+from conformance.folders import cases, identify
+from conformance.folders.layout import LayoutFolder
 from conformance.registry import run_check
 from tests.graph_edits import _const, rewire_output
 from tests.helpers import TINY_VIT, vendored_blobs
@@ -34,7 +35,7 @@ def test_the_vendored_scripts_are_the_pinned_commits_files():
 
 def test_the_script_writes_the_layout_transformers_js_loads(made):
     folder = made["transformersjs"]
-    assert layouts.detect(folder) == "transformersjs"
+    assert identify.detect(folder) == "transformersjs"
     assert layouts.get("transformersjs").targets(folder) == [Target.ONNX, *SIBLINGS]
     quantized = onnx.load(str(folder / "onnx" / "text_model_quantized.onnx"), load_external_data=False)
     assert "MatMulInteger" in {n.op_type for n in quantized.graph.node}  # onnxruntime's dynamic int8
@@ -97,11 +98,9 @@ def test_an_fp16_sibling_that_overflows_fails_without_weights(made, tmp_path):
 
 
 def test_a_sibling_of_one_tower_only_is_checked_alone(made, tmp_path):
-    from fixtures.foreign import folder_cases
-
     folder = copy_folder(made, "transformersjs", tmp_path)
     (folder / "onnx" / "vision_model_quantized.onnx").unlink()
-    graphs, pairs = folder_cases(LayoutFolder(folder, layouts.get("transformersjs"), TINY_VIT))
+    graphs, pairs = cases(LayoutFolder(folder, layouts.get("transformersjs"), TINY_VIT))
     int8 = [c.id for c in graphs if c.target == Target.INT8_DYNAMIC]
     assert int8 == ["transformersjs-transformersjs-tiny-vit-text-full-torchscript-op18-int8-dynamic"]
     assert [c.target for c in pairs] == [Target.ONNX, Target.FP16]  # zero-shot needs both towers

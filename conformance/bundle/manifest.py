@@ -42,14 +42,26 @@ class Bundle:
         return self.folder.name
 
     @property
+    def layout(self) -> None:
+        """A bundle's contract is its manifest, not another tool's layout."""
+        return None
+
+    @property
     def provenance(self) -> Provenance:
         return Provenance.from_dict(self.manifest["provenance"])
 
     def encoders(self) -> list[EncoderKind]:
         return [EncoderKind(entry["encoder"]) for entry in self.manifest["graphs"].values()]
 
-    def case(self, encoder: EncoderKind | None = None) -> Case:
-        """One graph's case, or, with no encoder, the bundle's graphs together (with the first graph's axes)."""
+    def targets(self, encoder: EncoderKind | None = None) -> list[Target]:
+        """The target its manifest records for the graph (for the bundle's graphs together: the first graph's)."""
+        return [self.case(encoder).target]
+
+    def case(self, encoder: EncoderKind | None = None, target: Target | None = None) -> Case:
+        """One graph's case, or, with no encoder, the bundle's graphs together (with the first graph's axes); a
+        `target` other than the one recorded is not in the bundle."""
+        if target is not None and target not in self.targets(encoder):
+            raise ValueError(f"{self.folder.name} holds no {target} graph for {encoder or 'its graphs'}")
         graphs = self.manifest["graphs"]
         entry = graphs[str(encoder)] if encoder else next(iter(graphs.values()))
         record = {**self.manifest, **entry, "encoder": str(encoder) if encoder else None}
@@ -57,7 +69,8 @@ class Bundle:
             raise ValueError("emulated_cpu is not a manifest field (a bundle names its CPUs in deploy_cpus)")
         return Case.from_record(record, bundle=self.folder)
 
-    def artifact(self, encoder: EncoderKind) -> Artifact:
+    def artifact(self, encoder: EncoderKind, target: Target | None = None) -> Artifact:
+        self.case(encoder, target)
         entry = self.manifest["graphs"][str(encoder)]
         sizes = {f["name"]: f["size"] for f in self.manifest["files"]}
         projection = entry.get("projection", {}).get("file")

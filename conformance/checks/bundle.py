@@ -12,6 +12,7 @@ from conformance.bundle import rules
 from conformance.bundle.manifest import Bundle, BundleError, open_bundle
 from conformance.checks.validity import external_data_problems
 from conformance.encoders import EncoderKind
+from conformance.folders import identify
 from conformance.graph import graph_inputs, graph_outputs, load_path
 from conformance.layouts import Layout
 from conformance.results import CheckResult, failed, verdict
@@ -43,6 +44,8 @@ def check_layout_files(folder: Path, layout: Layout) -> CheckResult:
         except ArtifactError as exc:
             problems.append(f"{name}: not a readable ONNX graph ({exc})")
             continue
+        if not model.graph.input and not model.graph.output:  # zero bytes parse as an empty model
+            problems.append(f"{name}: an empty ONNX graph (no inputs, no outputs; {path.stat().st_size} bytes)")
         for tensor in model.graph.initializer:
             for entry in tensor.external_data:
                 try:
@@ -74,7 +77,7 @@ def check_bundle_integrity(folder: Path, weights: Path | None = None, layout: st
     precision, token dtype, variant, official weights, tokenizer, preprocessing) that the graphs or the
     registry contradict; synthetic weights of another scheme; `weights` that are not the bundle's."""
     try:
-        found = layouts.detect(folder, layout) if folder.is_dir() else layouts.SUITE
+        found = identify.detect(folder, layout) if folder.is_dir() else layouts.SUITE
     except layouts.LayoutError as exc:
         return failed(CHECK, str(exc))
     if found != layouts.SUITE:

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from conformance import inputs, layouts, producers
+from conformance import inputs, producers
 from conformance.artifact import Artifact
 from conformance.clipcompat import clip
 from conformance.encoders import ClipModel, EncoderKind
@@ -244,24 +244,29 @@ def check_logits(image: Artifact, model: ClipModel | None, tol: Tolerance, layou
     return verdict(check, problems, figures, f"logits are exp(logit_scale) = {scale:.4g} times the cosine")
 
 
-# Registry adapters (these checks exist only for another tool's layout: the case names it).
+# Registry adapters (these checks exist only for another tool's layout: its graphs carry it).
+
+
+def _layout(s: Subject) -> Layout:
+    assert s.layout is not None, f"{s.case.id} is the suite's own: the registry runs host checks on layouts only"
+    return s.layout
 
 
 def run_host_preprocessing(s: Subject, _: None) -> CheckResult:
-    return check_host_preprocessing(s.artifacts[EncoderKind.IMAGE], layouts.get(str(s.case.layout)))
+    return check_host_preprocessing(s.artifacts[EncoderKind.IMAGE], _layout(s))
 
 
 def run_host_tokenizer(s: Subject, _: None) -> CheckResult:
-    return check_host_tokenizer(s.artifacts[EncoderKind.TEXT_FULL], layouts.get(str(s.case.layout)))
+    return check_host_tokenizer(s.artifacts[EncoderKind.TEXT_FULL], _layout(s))
 
 
 def run_producer_reference(s: Subject, _: None) -> CheckResult:
     """Torch against torch, unnormalised: the fp32 parity tolerance of the tower, not the layout's graph's."""
     context = {k: v for k, v in s.case.context().items() if k != "layout"}
-    return check_producer_reference(s.variant, s.model, tolerance("parity", context), layouts.get(str(s.case.layout)))
+    return check_producer_reference(s.variant, s.model, tolerance("parity", context), _layout(s))
 
 
 def run_logits(s: Subject, _: None) -> CheckResult:
     context = {k: v for k, v in s.case.context().items() if k != "layout"}  # logits are unnormalised, ~100
     tol = tolerance("logits", context)
-    return check_logits(s.artifacts[EncoderKind.IMAGE], s.model, tol, layouts.get(str(s.case.layout)))
+    return check_logits(s.artifacts[EncoderKind.IMAGE], s.model, tol, _layout(s))

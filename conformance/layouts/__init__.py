@@ -3,8 +3,8 @@
 A layout names its graph files, each graph's inputs and the output that is the embedding, the token dtype, the
 attention mask and pooling rule, where the projection lives, the host preprocessing and tokenizer files, the whole
 I/O contract of each file, and which checks cannot apply to it (with the reason). The suite's own bundles are the
-layout "suite", recognised by their manifest. `detect` picks the layout that fits a folder, or says what it
-looked for.
+layout "suite", recognised by their manifest. `by_names` lists the layouts whose file names a folder has;
+`conformance.folders.identify` holds them to the folder's graphs and picks one, or says what it looked for.
 """
 
 from __future__ import annotations
@@ -16,14 +16,14 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import numpy as np
+__all__ = ["EOT_TOKEN", "GraphBinding", "Layout", "LayoutError", "TextRules", "get", "layouts"]
 
 from conformance.case import Profile, Target
 from conformance.encoders import EncoderKind
+from conformance.layouts.binding import EOT_TOKEN, GraphBinding, TextRules
 
 SUITE = "suite"  # the suite's own bundles (manifest.json); not a data file: conformance/bundle/ reads those
 SUITE_MARKER = "manifest.json"
-EOT_TOKEN = 49407  # <|endoftext|>, the largest id of CLIP's vocabulary
 CONTEXT = 77  # CLIP's context length (every variant's)
 MASKS = ("none", "through-last-token")
 POOLINGS = ("argmax", "first-eot")
@@ -39,71 +39,6 @@ class NoLayout(LayoutError):
 
 class SeveralLayouts(LayoutError):
     """A folder that fits more than one layout: a usage error (--layout chooses)."""
-
-
-@dataclass(frozen=True)
-class TextRules:
-    dtype: str  # the token ids' dtype the layout's text graph takes
-    pad_token: int  # what fills the context after the first EOT (clip.tokenize: 0; HF's openai config: 49407)
-    mask: str  # how the attention mask is built, or "none" (no mask input)
-    pooling: str  # which position the text graph pools: the argmax of the ids, or the first EOT
-    context: int | None = None  # the host's sequence length, where it feeds fewer than CLIP's 77 (Rockchip's zoo: 20)
-
-
-@dataclass(frozen=True)
-class GraphBinding:
-    """One embedding a layout's graph gives: which file, which output, and how the suite's canonical inputs
-    (float32 images [N, 3, R, R]; `clip.tokenize` ids, 0-padded) are fed to it."""
-
-    layout: str
-    encoder: EncoderKind
-    file: str
-    output: str
-    normalized: bool  # the output is L2-normalised (the reference is normalised the same way)
-    inputs: dict[str, str]  # role (pixels, tokens, mask) -> input name
-    text: TextRules
-    batch: int | None  # a batch the producer fixes (None: a symbolic batch axis)
-
-    @property
-    def input_name(self) -> str:
-        return self.inputs["pixels" if self.encoder == EncoderKind.IMAGE else "tokens"]
-
-    def fitted(self, tokens: np.ndarray) -> np.ndarray:
-        """`clip.tokenize` ids as they fit the host's sequence length, still `tokens`' width (0-padded), so that the
-        reference sees what the graph sees: a text longer than the context ends in the EOT at its last position, as
-        a tokenizer truncates (clip's model on those ids equals it on the shorter context: its mask is causal)."""
-        context = self.text.context
-        if context is None or context >= tokens.shape[1] or self.encoder == EncoderKind.IMAGE:
-            return tokens
-        fitted = np.zeros_like(tokens)
-        fitted[:, :context] = tokens[:, :context]
-        cut = (tokens[:, context:] != 0).any(axis=1)
-        fitted[cut, context - 1] = EOT_TOKEN
-        return fitted
-
-    def host_tokens(self, tokens: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """`clip.tokenize` ids as this layout's host feeds them: the same ids (a text holding `<|endoftext|>` keeps
-        what follows it, as a tokenizer does), the layout's padding token where clip pads with 0, and the
-        attention mask a tokenizer builds (1 through the last real token). A graph that pools where the mask
-        ends, not at the first EOT, then differs from the reference on such texts."""
-        positions = np.arange(tokens.shape[1])[None, :]
-        nonzero = tokens != 0
-        last = np.where(nonzero.any(axis=1), tokens.shape[1] - 1 - nonzero[:, ::-1].argmax(axis=1), 0)
-        mask = (positions <= last[:, None]).astype(np.int64)
-        return np.where(mask == 1, tokens, self.text.pad_token).astype(tokens.dtype), mask
-
-    def feeds(self, array: np.ndarray, resolution: int) -> dict[str, np.ndarray]:
-        """Every input the graph takes, by name: `array` on this embedding's input, and for a graph that holds
-        both towers, one neutral item of the other (a black image, an empty text), whose outputs are ignored."""
-        if self.encoder == EncoderKind.IMAGE:
-            pixels, tokens = array, np.array([[EOT_TOKEN - 1, EOT_TOKEN] + [0] * 75], dtype=np.int64)
-        else:
-            pixels, tokens = np.zeros((1, 3, resolution, resolution), np.float32), array
-        host, mask = self.host_tokens(self.fitted(tokens))
-        if self.text.context is not None:  # the host feeds its own sequence length
-            host, mask = host[:, : self.text.context], mask[:, : self.text.context]
-        by_role = {"pixels": pixels, "tokens": host, "mask": mask}
-        return {name: by_role[role] for role, name in self.inputs.items()}
 
 
 @dataclass(frozen=True)
@@ -164,6 +99,33 @@ class Layout:
 
     def skip_reason(self, check: str) -> str | None:
         return self.skips.get(check)
+
+    def graph_mismatch(self, file: str, inputs: dict[str, str], outputs: list[str]) -> list[str]:
+        """How a graph's inputs (name -> dtype) and outputs differ from what identifies `file` of this layout: each
+        input its contract requires, of its kind (float or integer: the contract judges the exact dtype), no input
+        it does not declare (nothing would feed it), and each output it requires. Empty: the graph is this
+        layout's."""
+        contract = self.contract[file]
+        want = {name.removesuffix("?"): spec[0] for name, spec in contract.get("inputs", {}).items()}
+        required = [n for n in contract.get("inputs", {}) if not n.endswith("?")]
+        problems = [f"no input {n!r}" for n in required if n not in inputs]
+        problems += [f"input {n!r} is {d}, the layout's is {want[n]}" for n, d in inputs.items()
+                     if n in want and dtype_kind(d) != dtype_kind(want[n])]  # fmt: skip
+        problems += [f"an input {n!r} the layout does not feed" for n in inputs if n not in want]
+        problems += [
+            f"no output {n!r}" for n in contract.get("outputs", {}) if not n.endswith("?") and n not in outputs
+        ]
+        return problems
+
+    def io_names(self) -> set[str]:
+        """Every input and output name its graphs' contracts declare: what a folder's graphs are compared with
+        when they fit no layout, to say which comes closest."""
+        return {n.removesuffix("?") for c in self.contract.values() for role in c.values() for n in role}
+
+
+def dtype_kind(dtype: str) -> str:
+    """float or integer: what a host feeds (pixels, ids); the dtype itself for anything else (bool, string)."""
+    return "float" if "float" in dtype else "integer" if dtype.startswith(("int", "uint")) else dtype
 
 
 def _text_rules(raw: dict[str, Any], where: str) -> TextRules:
@@ -261,27 +223,12 @@ def get(name: str) -> Layout:
         raise LayoutError(f"unknown layout {name!r}; choose from {', '.join(names())}") from None
 
 
-def detect(folder: Path, forced: str | None = None) -> str:
-    """The layout of `folder`: `forced` (--layout) if given and it fits, else the one layout that fits. A folder
-    that fits none, or several, is an error that lists what was looked for or what matched."""
-    suite = (folder / SUITE_MARKER).is_file()
-    if forced is not None:
-        if forced != SUITE and not get(forced).fits(folder):
-            raise NoLayout(f"{folder} does not fit --layout {forced}: it needs {_wants(get(forced))}")
-        return forced
-    matched = [SUITE] if suite else []
-    matched += [name for name, layout in layouts().items() if layout.fits(folder)]
-    if len(matched) == 1:
-        return matched[0]
-    if not matched:
-        looked = "; ".join(f"{n}: {_wants(lay)}" for n, lay in layouts().items())
-        raise NoLayout(
-            f"{folder} fits no known layout ({SUITE_MARKER} is missing: not a bundle made by `python -m conformance "
-            f"export`). Looked for: {SUITE}: {SUITE_MARKER}; {looked}. Pass --layout=NAME if the files are renamed"
-        )
-    raise SeveralLayouts(f"{folder} fits several layouts ({', '.join(matched)}): pass --layout=NAME to choose one")
+def by_names(folder: Path) -> list[str]:
+    """The layouts whose file names `folder` has (the suite's first, by its manifest); `folders.identify` then
+    holds each to its graphs."""
+    return [SUITE] * (folder / SUITE_MARKER).is_file() + [n for n, lay in layouts().items() if lay.fits(folder)]
 
 
-def _wants(layout: Layout) -> str:
+def wants(layout: Layout) -> str:
     absent = f" and no {', '.join(layout.detect_absent)}" if layout.detect_absent else ""
     return f"{', '.join(layout.detect)}{absent}"

@@ -16,7 +16,7 @@ from conformance.artifact import Artifact, ArtifactError
 from conformance.case import Case, Exporter, Target
 from conformance.encoders import EncoderKind
 from conformance.graph import load_path
-from conformance.layouts import Layout, get
+from conformance.layouts import Layout
 from conformance.variants import Variant
 from conformance.weights import Provenance
 
@@ -78,8 +78,9 @@ class LayoutFolder:
         """The fp32 export and the compiled siblings present (transformers.js: `_fp16`, `_quantized`)."""
         return self.layout.targets(self.folder, encoder)
 
-    def case(self, encoder: EncoderKind | None = None, target: Target = Target.ONNX) -> Case:
+    def case(self, encoder: EncoderKind | None = None, target: Target | None = None) -> Case:
         """One graph's case, or, with no encoder, the folder's graphs together; a compiled sibling's with `target`."""
+        target = target or Target.ONNX
         file = self.layout.sibling(self.layout.binding(encoder).file if encoder else self.layout.files[0], target)
         return Case(
             self.variant,
@@ -93,7 +94,8 @@ class LayoutFolder:
             layout=self.layout.name,
         )
 
-    def artifact(self, encoder: EncoderKind, target: Target = Target.ONNX) -> Artifact:
+    def artifact(self, encoder: EncoderKind, target: Target | None = None) -> Artifact:
+        target = target or Target.ONNX
         binding = self.layout.binding(encoder)
         file = self.layout.sibling(binding.file, target)
         path = self.folder / file
@@ -109,9 +111,5 @@ class LayoutFolder:
             projection_file=self.layout.projection if encoder == EncoderKind.TEXT_SPLIT else None,
             files=sizes,
             onnx_file=file,
-            layout=self.layout.name,
+            layout=self.layout,
         )
-
-
-def open_layout_folder(folder: Path, layout: str, variant: Variant) -> LayoutFolder:
-    return LayoutFolder(folder, get(layout), variant)

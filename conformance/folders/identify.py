@@ -1,0 +1,93 @@
+"""Which layout a folder has: by its file names first, then by its graphs' inputs and outputs.
+
+Names alone mislead: Optimum writes `model.onnx` + `config.json` for every export it makes (a sentence-transformers
+export, a vision tower alone), and a folder can be renamed. A folder whose names fit a layout but whose graphs do
+not is not that layout's broken export: it fails bundle_integrity with one message (what the layout's graphs take
+and give, what these take and give, and which layouts come closest), not io_contract as if it were broken.
+A graph that cannot be read does not rule a layout out: bundle_integrity says it is unreadable.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from conformance.artifact import ArtifactError
+from conformance.graph import graph_inputs, graph_outputs, load_path
+from conformance.layouts import SUITE, SUITE_MARKER, Layout, NoLayout, SeveralLayouts, by_names, get, layouts, wants
+
+MAX_SURVEYED = 24  # graphs read to say which layout comes closest (a transformers.js folder ships about 20)
+
+
+def _io(path: Path) -> tuple[dict[str, str], list[str]] | None:
+    """(input name -> dtype, output names) of a graph, through the suite's one cached parse; None if unreadable or
+    empty (zero bytes parse as an empty graph): bundle_integrity says so, and nothing identifies a layout by it."""
+    try:
+        model = load_path(path)
+    except ArtifactError:
+        return None
+    if not model.graph.input and not model.graph.output:
+        return None
+    return {s.name: s.elem_type for s in graph_inputs(model)}, [s.name for s in graph_outputs(model)]
+
+
+def graph_problems(folder: Path, layout: Layout) -> list[str]:
+    """How the layout's graphs present in `folder` differ from what identifies them (empty: they are its)."""
+    problems = []
+    for file in layout.files:
+        found = _io(folder / file) if (folder / file).is_file() else None
+        mismatch = layout.graph_mismatch(file, *found) if found else []
+        if found and mismatch:
+            takes = ", ".join(f"{n} ({d})" for n, d in found[0].items()) or "nothing"
+            problems.append(f"{file} takes {takes} and gives {', '.join(found[1]) or 'nothing'}: {', '.join(mismatch)}")
+    return problems
+
+
+def closest(folder: Path) -> list[str]:
+    """The layouts whose graphs' input and output names overlap most with those of the graphs in `folder`."""
+    found: set[str] = set()
+    for path in sorted(folder.rglob("*.onnx"))[:MAX_SURVEYED]:
+        io = _io(path)
+        found |= set(io[0]) | set(io[1]) if io else set()
+    scores = []
+    for name, layout in layouts().items():
+        shared = len(layout.io_names() & found)
+        if shared:
+            scores.append((shared / len(layout.io_names() | found), name, f"{shared} of {len(layout.io_names())}"))
+    return [f"{name} ({names} of its input/output names)" for _, name, names in sorted(scores, reverse=True)[:2]]
+
+
+def _not_its_graphs(folder: Path, layout: Layout, problems: list[str]) -> NoLayout:
+    near = closest(folder)
+    return NoLayout(
+        f"{folder} has the file names of layout {layout.name} ({', '.join(layout.detect)}) but not its graphs: "
+        f"{'; '.join(problems)}. It is another export than {layout.producer} writes, not checked as a broken one. "
+        f"Closest layouts by their graphs' names: {', '.join(near) if near else 'none shares a name'}"
+    )
+
+
+def detect(folder: Path, forced: str | None = None) -> str:
+    """The layout of `folder`: `forced` (--layout) if its names and graphs fit, else the one layout whose do. A
+    folder that fits none (NoLayout: bundle_integrity fails naming what was looked for, or how the graphs differ)
+    or several (SeveralLayouts: --layout chooses) is an error."""
+    if forced is not None:
+        if forced != SUITE and not get(forced).fits(folder):
+            raise NoLayout(f"{folder} does not fit --layout {forced}: it needs {wants(get(forced))}")
+        problems = graph_problems(folder, get(forced)) if forced != SUITE else []
+        if problems:
+            raise _not_its_graphs(folder, get(forced), problems)
+        return forced
+    named = by_names(folder)
+    mismatched = {n: graph_problems(folder, get(n)) for n in named if n != SUITE}
+    matched = [n for n in named if not mismatched.get(n)]
+    if len(matched) == 1:
+        return matched[0]
+    if len(matched) > 1:
+        raise SeveralLayouts(f"{folder} fits several layouts ({', '.join(matched)}): pass --layout=NAME to choose one")
+    if mismatched:
+        name, problems = next(iter(mismatched.items()))
+        raise _not_its_graphs(folder, get(name), problems)
+    looked = "; ".join(f"{n}: {wants(lay)}" for n, lay in layouts().items())
+    raise NoLayout(
+        f"{folder} fits no known layout ({SUITE_MARKER} is missing: not a bundle made by `python -m conformance "
+        f"export`). Looked for: {SUITE}: {SUITE_MARKER}; {looked}. Pass --layout=NAME if the files are renamed"
+    )
