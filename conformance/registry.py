@@ -78,6 +78,7 @@ class Check:
     reference: bool = False  # compares with the torch model: skips, saying why, where there are no weights for one
     layouts_only: bool = False  # a host-contract check: only for another tool's layout (--artifacts)
     emulated: bool = False  # precision-sensitive: also runs on each --emulate-cpu, on outputs recorded under qemu
+    needs: frozenset[str] = frozenset()  # graphs it reads besides its own (image, text, source): skips without them
 
     def applies(self, case: Case) -> bool:
         return (
@@ -96,6 +97,9 @@ class Check:
         reason = layout.skip_reason(self.name) if layout else None
         if reason and layout is not None:
             return skipped(self.name, f"layout {layout.name}: {reason}")
+        lacking = [file for role, file in getattr(subject, "missing", {}).items() if role in self.needs]
+        if lacking:
+            return skipped(self.name, f"needs {', '.join(lacking)}, which the folder does not hold")
         if self.static_skip and case is not None and case.static_batch is not None:
             where = "the graph (its layout's batch)" if layout else f"{case.profile} graph"
             return skipped(self.name, f"{where} fixed at batch {case.static_batch}: {self.static_skip}")
@@ -140,10 +144,8 @@ def _dynamic_batch(s: Subject, _: None) -> CheckResult:
 def _dynamic_batch_drawn(s: Subject, data: Any) -> CheckResult:
     if inputs.drawn_batch_range(s.variant, s.artifact.encoder) is None:
         top = inputs.swept_up_to(s.variant, s.artifact.encoder)
-        return skipped(
-            "dynamic_batch_drawn",
-            f"nothing left to draw: dynamic_batch runs every size 1 .. {top}, the cost cap of this tower",
-        )
+        why = f"nothing left to draw: dynamic_batch runs every size 1 .. {top}, the cost cap of this tower"
+        return skipped("dynamic_batch_drawn", why)
     size = data.draw(inputs.batch_size_strategy(s.variant, s.artifact.encoder), label="batch")
     return check_dynamic_batch(s.artifact, [size], _tolerance(s, "dynamic_batch_drawn"))
 
@@ -184,9 +186,8 @@ def _projection_file(s: Subject, _: None) -> CheckResult:
 
 
 def _projection_roundtrip(s: Subject, case: str) -> CheckResult:
-    return check_projection_roundtrip(
-        s.artifact, s.model, inputs.EDGE_TEXTS[case], _tolerance(s, "projection_roundtrip")
-    )
+    texts, tol = inputs.EDGE_TEXTS[case], _tolerance(s, "projection_roundtrip")
+    return check_projection_roundtrip(s.artifact, s.model, texts, tol)
 
 
 def _projection_roundtrip_drawn(s: Subject, data: Any) -> CheckResult:
@@ -200,10 +201,9 @@ def _token_dtype(s: Subject, _: None) -> CheckResult:
 
 def _split_matches_full(s: Subject, _: None) -> CheckResult:
     if EncoderKind.TEXT_FULL not in s.artifacts:
-        reason = "a release bundle ships image and text-split graphs only; no text-full to compare"
-        if s.case.static_batch is not None:
-            reason = f"the {s.case.profile} profile has no text-full graph (its EOT ArgMax runs on the host)"
-        return skipped("split_matches_full", reason)
+        static = f"the {s.case.profile} profile has no text-full graph (its EOT ArgMax runs on the host)"
+        bundle = "a release bundle ships image and text-split graphs only; no text-full to compare"
+        return skipped("split_matches_full", static if s.case.static_batch is not None else bundle)
     full, split = s.artifacts[EncoderKind.TEXT_FULL], s.artifacts[EncoderKind.TEXT_SPLIT]
     return check_split_matches_full(full, split, _tolerance(s, "split_matches_full"))
 
@@ -248,6 +248,7 @@ STORED_PRECISION = ANY_INPUT - {Target.OPENVINO_BF16}
 INT8 = frozenset(t for t in Target if t.precision == Precision.INT8)
 COMPILED = frozenset(t for t in ANY_INPUT if t.compiled)
 EXPORT = frozenset({Target.ONNX})  # the host checks: another tool's fp32 graphs, not again per compiled sibling
+SOURCE, BOTH = frozenset({"source"}), frozenset({"image", "text"})  # what a folder may lack (Subject.missing)
 NOT_ON_STATIC = "no dynamic batch to check (the batch checks compare its batch with batch 1 of the same graph)"
 
 # fmt: off
@@ -266,10 +267,10 @@ CHECKS: tuple[Check, ...] = (
           static_skip=NOT_ON_STATIC),
     Check("row_independence", _row_independence, targets=ANY_INPUT),
     Check("parity", _parity, reference=True, emulated=True),
-    Check("source_agreement", _source_agreement, targets=COMPILED, tolerance="parity", emulated=True),
+    Check("source_agreement", _source_agreement, targets=COMPILED, tolerance="parity", emulated=True, needs=SOURCE),
     Check("finite_extremes", _finite_extremes, emulated=True),
     Check("fusions", _fusions, targets=frozenset({Target.ORT_OPT}), params=FUSED_OPS),
-    Check("zero_shot_agreement", _zero_shot_agreement, scope=Scope.PAIR, reference=True, emulated=True),
+    Check("zero_shot_agreement", _zero_shot_agreement, scope=Scope.PAIR, reference=True, emulated=True, needs=BOTH),
     Check("known_answer", _known_answer, scope=Scope.PAIR, targets=ANY_INPUT, reference=True),
     Check("projection_file", _projection_file, encoders=SPLIT, reference=True),
     Check("projection_roundtrip", _projection_roundtrip, encoders=SPLIT, params=EDGE_CASES, targets=ANY_INPUT,
@@ -278,9 +279,11 @@ CHECKS: tuple[Check, ...] = (
           tolerance="projection_roundtrip", drawn=True, targets=ANY_INPUT, reference=True),
     Check("token_dtype", _token_dtype, encoders=TEXT, targets=ANY_INPUT),
     Check("split_matches_full", _split_matches_full, scope=Scope.PAIR, targets=ANY_INPUT),
-    Check("host_preprocessing", run_host_preprocessing, scope=Scope.PAIR, layouts_only=True, targets=EXPORT),
-    Check("host_tokenizer", run_host_tokenizer, scope=Scope.PAIR, layouts_only=True, targets=EXPORT),
-    Check("logits", run_logits, scope=Scope.PAIR, layouts_only=True, targets=EXPORT),
+    Check("host_preprocessing", run_host_preprocessing, scope=Scope.PAIR, layouts_only=True, targets=EXPORT,
+          needs=frozenset({"image"})),
+    Check("host_tokenizer", run_host_tokenizer, scope=Scope.PAIR, layouts_only=True, targets=EXPORT,
+          needs=frozenset({"text"})),
+    Check("logits", run_logits, scope=Scope.PAIR, layouts_only=True, targets=EXPORT, needs=BOTH),
     Check("producer_reference", run_producer_reference, scope=Scope.PAIR, layouts_only=True, reference=True,
           targets=EXPORT, tolerance="parity"),
     Check("bundle_integrity", _bundle_integrity, scope=Scope.BUNDLE),

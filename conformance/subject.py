@@ -29,6 +29,8 @@ class Subject:
     batch_max: int | None = None  # --batch-max: dynamic_batch also runs the release sizes up to it
     progress: Callable[[str], None] | None = None  # where long work says what it is doing
     no_reference: str | None = None  # why `model` is None (another tool's export, no weights to rebuild it from)
+    # what another tool's folder lacks that a check may need, by role (image, text, source): the file's name
+    missing: dict[str, str] = field(default_factory=dict)
 
     @property
     def variant(self) -> Variant:

@@ -24,13 +24,12 @@ from typing import Any
 import onnx
 import torch
 
-from conformance import layouts, producers
+from conformance import producers
 from conformance.case import Target
 from conformance.encoders import ClipModel
-from conformance.folders.layout import LayoutFolder
 from conformance.subject import Subject
 from conformance.variants import Variant
-from tests.helpers import TINY_VIT, synthetic
+from tests.helpers import TINY_VIT
 
 IMMICH_OPSET = 17
 Edit = Callable[[Any], None]
@@ -225,18 +224,15 @@ def immich_folder(
 def layout_subjects(
     folder: Path, layout: str, reference: bool = True, target: Target = Target.ONNX
 ) -> tuple[dict[str, Subject], Subject]:
-    """A tiny-vit folder's graph subjects (by encoder) and its pair subject, as the plugin builds them; with a
-    compile `target`, its compiled siblings', each with the fp32 graph beside it as its source."""
-    loaded = synthetic(TINY_VIT) if reference else None
-    found = LayoutFolder(folder, layouts.get(layout), TINY_VIT, *([loaded.provenance] if loaded else []))
-    model, why = (loaded.model, None) if loaded else (None, "no reference weights")
-    artifacts = {kind: found.artifact(kind, target) for kind in found.encoders()}
-    sources = {kind: found.artifact(kind) for kind in found.encoders()} if target.compiled else {}
-    graphs = {
-        str(k): Subject(found.case(k, target), model, {k: a}, sources=sources, no_reference=why)
-        for k, a in artifacts.items()
-    }
-    return graphs, Subject(found.case(None, target), model, artifacts, sources=sources, no_reference=why)
+    """A tiny-vit folder's graph subjects (by encoder) and its pair subject, as the plugin builds them (the session's
+    model store, with --synthetic-reference or no weights); with a compile `target`, its compiled siblings', each
+    with the fp32 graph beside it as its source where the folder holds one."""
+    from fixtures.models import Models
+
+    models = Models(None, None, 0, "cpu", lambda _: None, synthetic_reference=reference)  # type: ignore[arg-type]
+    found = models.folder(folder, layout, TINY_VIT)
+    graphs = {str(k): models.subject(found.case(k, target)) for k in found.held(target)}
+    return graphs, models.subject(found.case(None, target))
 
 
 def copy_folder(made: dict[str, Path], layout: str, tmp_path: Path) -> Path:

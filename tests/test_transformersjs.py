@@ -15,6 +15,7 @@ from onnx import numpy_helper
 from conformance import layouts
 from conformance.case import Target
 from conformance.checks.bundle import check_bundle_integrity
+from conformance.encoders import EncoderKind
 from conformance.folders import cases, identify
 from conformance.folders.layout import LayoutFolder
 from conformance.registry import run_check
@@ -103,7 +104,10 @@ def test_a_sibling_of_one_tower_only_is_checked_alone(made, tmp_path):
     graphs, pairs = cases(LayoutFolder(folder, layouts.get("transformersjs"), TINY_VIT))
     int8 = [c.id for c in graphs if c.target == Target.INT8_DYNAMIC]
     assert int8 == ["transformersjs-transformersjs-tiny-vit-text-full-torchscript-op18-int8-dynamic"]
-    assert [c.target for c in pairs] == [Target.ONNX, Target.FP16]  # zero-shot needs both towers
+    assert [c.target for c in pairs] == [Target.ONNX, Target.FP16, Target.INT8_DYNAMIC]
+    _, pair = layout_subjects(folder, "transformersjs", target=Target.INT8_DYNAMIC)
+    result = run_check("zero_shot_agreement", pair)  # it needs both towers
+    assert result.status == "skipped" and "needs onnx/vision_model_quantized.onnx" in result.message, result.message
 
 
 def test_a_truncated_sibling_fails_the_folder(made, tmp_path):
@@ -138,6 +142,31 @@ def test_a_text_graph_fixed_at_77_ids_fails_the_contract(made, tmp_path):
     graphs, _ = layout_subjects(folder, "transformersjs")
     result = run_check("io_contract", graphs["text-full"])
     assert not result.passed and "fixed 77 on axis 1; the layout's is symbolic" in result.message, result.message
+
+
+def _specialise_to_77(model) -> None:
+    """A Reshape of the ids to [-1, 77] before anything reads them: what a converter that folded shapes from a
+    77-id example leaves behind. The input axis stays symbolic, so the contract cannot see it."""
+    ids = model.graph.input[0].name
+    model.graph.initializer.append(numpy_helper.from_array(np.array([-1, 77], np.int64), "context_77"))
+    for node in model.graph.node:
+        node.input[:] = ["ids_77" if n == ids else n for n in node.input]
+    model.graph.node.insert(0, onnx.helper.make_node("Reshape", [ids, "context_77"], ["ids_77"]))
+
+
+def test_a_text_graph_specialised_to_77_ids_inside_fails_on_ids_padded_to_the_longest(made, tmp_path):
+    """transformers.js pads a batch to its longest text, and the suite feeds it so: a graph that works only on 77
+    ids fails parity; the same graph passes on batches that hold a full-context text (fed 77 wide)."""
+    folder = copy_folder(made, "transformersjs", tmp_path)
+    edit_file(folder / "onnx" / "text_model.onnx", _specialise_to_77)
+    graphs, _ = layout_subjects(folder, "transformersjs")
+    assert run_check("io_contract", graphs["text-full"]).passed
+    result = run_check("parity", graphs["text-full"])
+    assert not result.passed and "77" in result.message, result.message
+    binding = layouts.get("transformersjs").binding(EncoderKind.TEXT_FULL)
+    full = np.full((2, 77), 7, np.int64)
+    full[:, -1] = 49407
+    assert binding.feeds(full, 224)["input_ids"].shape == (2, 77)
 
 
 def test_siblings_the_layout_does_not_know_are_named_not_judged(made, tmp_path):

@@ -69,6 +69,13 @@ class Bundle:
             raise ValueError("emulated_cpu is not a manifest field (a bundle names its CPUs in deploy_cpus)")
         return Case.from_record(record, bundle=self.folder)
 
+    def held(self, target: Target) -> list[EncoderKind]:
+        return self.encoders()
+
+    def missing(self, encoder: EncoderKind | None, target: Target) -> dict[str, str]:
+        """Nothing: a bundle holds what its manifest lists (bundle_integrity fails it otherwise)."""
+        return {}
+
     def artifact(self, encoder: EncoderKind, target: Target | None = None) -> Artifact:
         self.case(encoder, target)
         entry = self.manifest["graphs"][str(encoder)]

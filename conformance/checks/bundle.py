@@ -65,7 +65,9 @@ def check_layout_files(folder: Path, layout: Layout) -> CheckResult:
     unchecked = sorted(beside - set(graphs))
     figures = {"bundle": str(folder), "layout": layout.name, "producer": layout.producer, "graphs": graphs}
     figures["not_checked"] = unchecked
-    note = f"; not laid out, so not checked: {', '.join(unchecked)}" if unchecked else ""
+    figures["absent"] = absent = layout.absent(folder)  # a subset: checked with what it holds
+    note = f"; absent (checks that need them skip, naming them): {', '.join(absent)}" if absent else ""
+    note += f"; not laid out, so not checked: {', '.join(unchecked)}" if unchecked else ""
     return verdict(
         CHECK, list(dict.fromkeys(problems)), figures, f"layout {layout.name}: graphs and external data whole{note}"
     )

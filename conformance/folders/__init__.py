@@ -47,6 +47,10 @@ class Folder(Protocol):
 
     def artifact(self, encoder: EncoderKind, target: Target | None = None) -> Artifact: ...
 
+    def held(self, target: Target) -> list[EncoderKind]: ...  # the encoders whose graph at `target` it holds
+
+    def missing(self, encoder: EncoderKind | None, target: Target) -> dict[str, str]: ...  # role -> absent file
+
 
 def open_folder(path: Path, layout: str, variant: Variant | None) -> Folder:
     """The suite's bundle (its manifest read: the variant is the manifest's), or another tool's folder read through

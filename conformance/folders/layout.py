@@ -72,16 +72,31 @@ class LayoutFolder:
         return self.folder.name
 
     def encoders(self) -> list[EncoderKind]:
-        return self.layout.encoders
+        """The encoders whose graph the folder holds at some target (a cache may hold one tower)."""
+        return [e for e in self.layout.encoders if self.layout.targets(self.folder, e)]
 
     def targets(self, encoder: EncoderKind | None = None) -> list[Target]:
-        """The fp32 export and the compiled siblings present (transformers.js: `_fp16`, `_quantized`)."""
+        """The fp32 export and the compiled siblings present (transformers.js: `_fp16`, `_quantized`), whichever
+        the folder holds."""
         return self.layout.targets(self.folder, encoder)
+
+    def held(self, target: Target) -> list[EncoderKind]:
+        """The encoders whose graph at `target` the folder holds."""
+        return [e for e in self.layout.encoders if (self.folder / self.layout.file(e, target)).is_file()]
+
+    def missing(self, encoder: EncoderKind | None, target: Target) -> dict[str, str]:
+        """What a check of this case may need that the folder lacks, by role: the image or text graph at `target`
+        (the encoders together), the fp32 graph a sibling is held to ("source")."""
+        if encoder is None:
+            roles = {e: "image" if e == EncoderKind.IMAGE else "text" for e in self.layout.encoders}
+            return {roles[e]: self.layout.file(e, target) for e in self.layout.encoders if e not in self.held(target)}
+        fp32 = self.layout.file(encoder, Target.ONNX)
+        return {"source": fp32} if target.compiled and not (self.folder / fp32).is_file() else {}
 
     def case(self, encoder: EncoderKind | None = None, target: Target | None = None) -> Case:
         """One graph's case, or, with no encoder, the folder's graphs together; a compiled sibling's with `target`."""
         target = target or Target.ONNX
-        file = self.layout.sibling(self.layout.binding(encoder).file if encoder else self.layout.files[0], target)
+        file = self.layout.file(encoder or (self.held(target) or self.layout.encoders)[0], target)
         return Case(
             self.variant,
             encoder,
@@ -97,7 +112,7 @@ class LayoutFolder:
     def artifact(self, encoder: EncoderKind, target: Target | None = None) -> Artifact:
         target = target or Target.ONNX
         binding = self.layout.binding(encoder)
-        file = self.layout.sibling(binding.file, target)
+        file = self.layout.file(encoder, target)
         path = self.folder / file
         names = [file, *(str(Path(file).parent / f) for f in external_files(path))]
         if encoder == EncoderKind.TEXT_SPLIT and self.layout.projection:  # the host's side file, listed with it

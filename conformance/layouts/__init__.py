@@ -63,8 +63,14 @@ class Layout:
     projection: str | None = None  # the text projection's side file the host applies (Sophgo's .npy), if any
 
     def fits(self, folder: Path) -> bool:
-        return all((folder / f).is_file() for f in self.detect) and not any(
-            (folder / f).exists() for f in self.detect_absent
+        """By names: the files `detect` lists that are not graphs (Optimum's config.json), at least one of the
+        layout's graphs or their siblings (a cache may hold only `_quantized` ones, or one tower), and nothing of
+        `detect_absent`. `folders.identify` then holds the graphs to the layout's."""
+        known = set(self.graph_files())
+        return (
+            all((folder / f).is_file() for f in self.detect if f not in known)
+            and bool(self.present(folder))
+            and not any((folder / f).exists() for f in self.detect_absent)
         )
 
     def binding(self, encoder: EncoderKind) -> GraphBinding:
@@ -85,17 +91,29 @@ class Layout:
         path = Path(file)
         return str(path.with_name(f"{path.stem}{self.siblings[target]}{path.suffix}"))
 
+    def graph_files(self) -> list[str]:
+        """Every graph file the layout reads: its fp32 graphs, then each one's compiled siblings."""
+        return [*self.files, *(self.sibling(f, t) for t in self.siblings for f in self.files)]
+
     def present(self, folder: Path) -> list[str]:
-        """The graph files of `folder` this layout reads: its fp32 graphs and each compiled sibling beside them."""
-        found = [self.sibling(f, t) for t in self.siblings for f in self.files]
-        return [*self.files, *(f for f in found if (folder / f).is_file())]
+        """The graph files of `folder` this layout reads: whichever of its fp32 graphs and their siblings it holds."""
+        return [f for f in self.graph_files() if (folder / f).is_file()]
+
+    def absent(self, folder: Path) -> list[str]:
+        """The fp32 graphs the layout has that `folder` lacks (a cache of `_quantized` graphs alone, one tower)."""
+        return [f for f in self.files if not (folder / f).is_file()]
 
     def targets(self, folder: Path, encoder: EncoderKind | None = None) -> list[Target]:
-        """The fp32 export, and each compiled sibling present in `folder` for the encoder's graph (for every graph of
-        the layout, with no encoder: the checks that take the encoders together)."""
-        files = [self.binding(encoder).file] if encoder else self.files
-        present = [t for t in self.siblings if all((folder / self.sibling(f, t)).is_file() for f in files)]
-        return [Target.ONNX, *present]
+        """The fp32 export and each compiled sibling that `folder` holds for the encoder's graph (with no encoder,
+        for any of its graphs: the checks that take the encoders together run on what there is, and those that
+        need a graph that is not there skip, naming it)."""
+        encoders = [encoder] if encoder else self.encoders
+        held = [t for t in [Target.ONNX, *self.siblings] for e in encoders if (folder / self.file(e, t)).is_file()]
+        return list(dict.fromkeys(held))
+
+    def file(self, encoder: EncoderKind, target: Target) -> str:
+        """The file of the encoder's graph at `target` (a compiled sibling's, or the fp32 graph's)."""
+        return self.sibling(self.binding(encoder).file, target)
 
     def skip_reason(self, check: str) -> str | None:
         return self.skips.get(check)
@@ -144,6 +162,13 @@ def _text_rules(raw: dict[str, Any], where: str) -> TextRules:
     return rules
 
 
+def _to_longest(contract: dict[str, Any], tokens: str | None) -> bool:
+    """Whether the graph's ids input has a symbolic sequence axis: its host then pads a batch to its longest text."""
+    declared = contract.get("inputs", {})
+    spec: list[Any] = (declared.get(tokens) or declared.get(f"{tokens}?") or []) if tokens else []
+    return len(spec) > 2 and spec[2] == "symbolic"
+
+
 def _parse(name: str, raw: dict[str, Any]) -> Layout:
     where = f"conformance/layouts/{name}.toml"
     try:
@@ -159,6 +184,7 @@ def _parse(name: str, raw: dict[str, Any]) -> Layout:
                 dict(g["inputs"]),
                 text,
                 batch,
+                _to_longest(raw["contract"].get(g["file"], {}), g["inputs"].get("tokens")),
             )
             for g in raw["graphs"]
         )

@@ -33,6 +33,9 @@ class GraphBinding:
     inputs: dict[str, str]  # role (pixels, tokens, mask) -> input name
     text: TextRules
     batch: int | None  # a batch the producer fixes (None: a symbolic batch axis)
+    # the host pads a batch to its longest text (the contract's sequence axis is "symbolic": transformers'
+    # tokenizers), so the ids are fed that wide, as they will be; a batch holding a full-context text is fed at 77
+    to_longest: bool = False
 
     @property
     def input_name(self) -> str:
@@ -72,5 +75,8 @@ class GraphBinding:
         host, mask = self.host_tokens(self.fitted(tokens))
         if self.text.context is not None:  # the host feeds its own sequence length
             host, mask = host[:, : self.text.context], mask[:, : self.text.context]
+        if self.to_longest:  # the host's padding="longest": as wide as the batch's longest text (the mask's end)
+            width = int(mask.sum(axis=1).max()) if mask.size else host.shape[1]
+            host, mask = host[:, : max(width, 1)], mask[:, : max(width, 1)]
         by_role = {"pixels": pixels, "tokens": host, "mask": mask}
         return {name: by_role[role] for role, name in self.inputs.items()}

@@ -1,0 +1,80 @@
+"""A folder holding part of what its producer writes (a transformers.js cache of `_quantized` graphs alone, as its
+WASM default `q8` downloads them, or one tower) is recognised and checked with what it holds: parity and zero-shot
+against the weights, the batch checks, int8_saturation. A check that needs a graph the folder lacks skips, naming
+it; bundle_integrity lists what is absent."""
+
+from __future__ import annotations
+
+import pytest
+from onnx import numpy_helper
+
+from conformance.case import Target
+from conformance.checks.bundle import check_bundle_integrity
+from conformance.folders import cases, identify
+from conformance.registry import run_check
+
+pytest.importorskip("optimum.exporters.onnx", reason="the producers extra: pip install -e '.[producers]'")
+from tests.producers import copy_folder, edit_file, layout_subjects
+
+FP32 = ("onnx/text_model.onnx", "onnx/vision_model.onnx")
+
+
+@pytest.fixture
+def q8_cache(made, tmp_path):
+    """What transformers.js's browser cache holds for dtype q8: the `_quantized` graphs and the host files."""
+    folder = copy_folder(made, "transformersjs", tmp_path)
+    for path in (folder / "onnx").glob("*.onnx"):
+        if not path.stem.endswith("_quantized"):
+            path.unlink()
+    return folder
+
+
+def test_a_cache_of_quantized_graphs_alone_is_recognised_and_checked_with_what_it_holds(q8_cache):
+    assert identify.detect(q8_cache) == "transformersjs"
+    integrity = check_bundle_integrity(q8_cache)
+    assert integrity.passed and sorted(integrity.figures["absent"]) == list(FP32), integrity.message
+    graphs, pairs = layout_subjects(q8_cache, "transformersjs", target=Target.INT8_DYNAMIC)
+    assert set(graphs) == {"image", "text-full"}
+    for subject in graphs.values():
+        for check in ("parity", "dynamic_batch", "row_independence", "int8_saturation", "finite_extremes"):
+            assert run_check(check, subject).passed, (check, run_check(check, subject).message)
+        skipped = run_check("source_agreement", subject)  # nothing to hold it to
+        assert skipped.status == "skipped" and "needs onnx/" in skipped.message and "model.onnx," in skipped.message
+    assert run_check("zero_shot_agreement", pairs).passed
+
+
+def test_the_session_makes_cases_only_for_what_the_folder_holds(q8_cache):
+    from conformance.folders.layout import LayoutFolder
+    from conformance.layouts import get
+    from tests.helpers import TINY_VIT
+
+    graphs, pairs = cases(LayoutFolder(q8_cache, get("transformersjs"), TINY_VIT))
+    assert {c.target for c in graphs} == {c.target for c in pairs} == {Target.INT8_DYNAMIC}
+    assert len(graphs) == 2
+
+
+def test_a_quantized_graph_that_collapsed_still_fails_parity_without_its_fp32_graph(q8_cache):
+    """Nothing to hold it to but the weights: every weight scale shrunk 1000x fails parity at the int8 budget."""
+
+    def collapse(model) -> None:
+        for tensor in [t for t in model.graph.initializer if t.name.endswith("_scale")]:
+            tensor.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(tensor) * 1e-3, tensor.name))
+
+    edit_file(q8_cache / "onnx" / "text_model_quantized.onnx", collapse)
+    graphs, _ = layout_subjects(q8_cache, "transformersjs", target=Target.INT8_DYNAMIC)
+    result = run_check("parity", graphs["text-full"])
+    assert not result.passed and "cosine" in result.message, result.message
+
+
+def test_one_tower_is_checked_alone_and_the_pair_checks_say_which_graph_they_need(made, tmp_path):
+    folder = copy_folder(made, "immich", tmp_path)
+    for path in (folder / "visual").glob("*.onnx"):
+        path.unlink()
+    assert identify.detect(folder) == "immich"
+    graphs, pair = layout_subjects(folder, "immich")
+    assert set(graphs) == {"text-full"} and run_check("parity", graphs["text-full"]).passed
+    for check in ("zero_shot_agreement", "host_preprocessing"):
+        result = run_check(check, pair)
+        assert result.status == "skipped" and "needs visual/model.onnx" in result.message, (check, result.message)
+    assert run_check("host_tokenizer", pair).passed
+    assert check_bundle_integrity(folder).figures["absent"] == ["visual/model.onnx"]
