@@ -29,6 +29,8 @@ class Precision(StrEnum):
     FP16 = "fp16"
     BF16 = "bf16"
     INT8 = "int8"
+    INT4 = "int4"  # 4-bit integer weights in blocks, each with its scale (MatMulNBits); float compute
+    NF4 = "nf4"  # 4-bit NormalFloat weights in blocks (MatMulBnb4, bitsandbytes' format); float compute
 
 
 class Profile(StrEnum):
@@ -61,6 +63,11 @@ class Target(StrEnum):
     OPENVINO = "openvino"
     OPENVINO_BF16 = "openvino-bf16"
     OPENVINO_INT8 = "openvino-int8"
+    # Weight-only 4-bit graphs that other tools ship (transformers.js's `_q4`, `_q4f16`, `_bnb4`), made by
+    # onnxruntime's quantisers: the suite reads them in those tools' folders and never compiles them itself.
+    Q4 = "q4"
+    Q4F16 = "q4f16"
+    BNB4 = "bnb4"
 
     @property
     def precision(self) -> Precision:
@@ -88,6 +95,11 @@ class Target(StrEnum):
         return _RUNTIME_OF.get(self, "onnxruntime")
 
     @property
+    def elsewhere(self) -> bool:
+        """Made only by another tool (read from its folder): no recipe here, so never a --target of a fresh run."""
+        return self in (Target.Q4, Target.Q4F16, Target.BNB4)
+
+    @property
     def emulable(self) -> bool:
         """A compiled graph whose numbers depend on the CPU that runs it, on a runtime qemu can run (not RKNN's)."""
         return self.compiled and self.runtime in ("onnxruntime", "openvino")
@@ -100,6 +112,9 @@ _PRECISION_OF = {
     Target.RKNN: Precision.FP16,
     Target.OPENVINO_BF16: Precision.BF16,
     Target.OPENVINO_INT8: Precision.INT8,
+    Target.Q4: Precision.INT4,
+    Target.Q4F16: Precision.INT4,
+    Target.BNB4: Precision.NF4,
 }
 _RUNTIME_OF = {
     Target.RKNN: "rknn-simulator",
@@ -128,12 +143,14 @@ class Case:
     static_batch: int | None = None  # a static profile's fixed batch size (None for a dynamic batch)
     layout: str | None = None  # --artifacts: another tool's layout (conformance/layouts/); None: the suite's own
     emulated: str | None = None  # --emulate-cpu: the CPU (conformance/emulation.toml) the graph runs on; None: host
+    # another tool's compiled sibling, by its file suffix ("_uint8"): a layout may ship several for one target
+    sibling: str | None = None
 
     @property
     def id(self) -> str:
         """The test ID: [bundle-][layout-]variant-[encoder-]exporter-opN, then any axis that is not its default (the
         precision and profile only where the target does not imply them), then a static batch as bN, then the
-        emulated CPU as on-ALIAS."""
+        emulated CPU as on-ALIAS; another tool's compiled sibling adds its suffix (int8-dynamic-uint8)."""
         parts = [self.bundle.name] if self.bundle else []
         parts += [self.layout] if self.layout else []
         parts += [
@@ -144,6 +161,7 @@ class Case:
         ]
         defaults = (self.target.precision, Target.ONNX, self.target.profile)
         parts += [str(axis) for axis, default in zip(self.axes, defaults, strict=True) if axis != default]
+        parts += [self.sibling.strip("_")] if self.sibling and self.sibling.strip("_") != str(self.target) else []
         if self.static_batch is not None:
             parts.append(f"b{self.static_batch}")
         if self.emulated is not None:
@@ -183,6 +201,8 @@ class Case:
             record["layout"] = self.layout
         if self.emulated is not None:
             record["emulated_cpu"] = self.emulated
+        if self.sibling is not None:
+            record["sibling"] = self.sibling
         return record
 
     def context(self) -> dict[str, str]:
@@ -198,7 +218,9 @@ class Case:
         batch = None
         if target.profile == Profile.NPU_STATIC:
             batch = static_batch or self.static_batch or 1
-        return replace(self, target=target, precision=target.precision, profile=target.profile, static_batch=batch)
+        return replace(
+            self, target=target, precision=target.precision, profile=target.profile, static_batch=batch, sibling=None
+        )
 
     @property
     def source(self) -> Case:
@@ -234,4 +256,5 @@ class Case:
             int(static_batch) if static_batch is not None else None,
             data.get("layout"),
             data.get("emulated_cpu"),
+            data.get("sibling"),
         )

@@ -163,7 +163,7 @@ def parser() -> argparse.ArgumentParser:
     )
     export.add_argument(
         "--target",
-        choices=[str(t) for t in Target],
+        choices=[str(t) for t in Target if not t.elsewhere],
         default=str(Target.ONNX),
         help="target: the fp32 export (onnx, the default), npu-static (fixed shapes for NPU compilers), or a "
         "recipe that compiles one; the manifest records the recipe, its tool versions and settings",

@@ -43,7 +43,7 @@ from conformance.checks.static_profile import (
     run_static_shapes,
 )
 from conformance.checks.validity import check_opset_validity
-from conformance.compile.recipes import recipe_for
+from conformance.compile.recipes import allowed_domains
 from conformance.encoders import EncoderKind
 from conformance.numerics import Tolerance
 from conformance.results import CheckResult, skipped
@@ -126,8 +126,7 @@ def _tolerance(s: Subject, check: str) -> Tolerance:
 
 
 def _opset_validity(s: Subject, _: None) -> CheckResult:
-    domains = recipe_for(s.case.target).domains if s.case.target.compiled else frozenset()
-    return check_opset_validity(s.artifact, allowed_domains=domains)
+    return check_opset_validity(s.artifact, allowed_domains=allowed_domains(s.case.target))
 
 
 def _io_contract(s: Subject, _: None) -> CheckResult:
@@ -245,7 +244,7 @@ SIMULATED = frozenset({Target.RKNN})
 ANY_INPUT = frozenset(Target) - SIMULATED
 # Where the precision is the compiler's (OpenVINO's bf16 hint, RKNN's fp16 build), the ONNX stores fp32.
 STORED_PRECISION = ANY_INPUT - {Target.OPENVINO_BF16}
-INT8 = frozenset(t for t in Target if t.precision == Precision.INT8)
+INT8 = frozenset(t for t in Target if t.precision in (Precision.INT8, Precision.INT4, Precision.NF4))  # 4-bit: skips
 COMPILED = frozenset(t for t in ANY_INPUT if t.compiled)
 EXPORT = frozenset({Target.ONNX})  # the host checks: another tool's fp32 graphs, not again per compiled sibling
 SOURCE, BOTH = frozenset({"source"}), frozenset({"image", "text"})  # what a folder may lack (Subject.missing)

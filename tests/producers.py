@@ -25,8 +25,8 @@ import onnx
 import torch
 
 from conformance import producers
-from conformance.case import Target
 from conformance.encoders import ClipModel
+from conformance.folders.layout import LayoutFolder
 from conformance.subject import Subject
 from conformance.variants import Variant
 from tests.helpers import TINY_VIT
@@ -222,17 +222,19 @@ def immich_folder(
 
 
 def layout_subjects(
-    folder: Path, layout: str, reference: bool = True, target: Target = Target.ONNX
+    folder: Path, layout: str, reference: bool = True, sibling: str | None = None
 ) -> tuple[dict[str, Subject], Subject]:
     """A tiny-vit folder's graph subjects (by encoder) and its pair subject, as the plugin builds them (the session's
-    model store, with --synthetic-reference or no weights); with a compile `target`, its compiled siblings', each
-    with the fp32 graph beside it as its source where the folder holds one."""
+    model store, with --synthetic-reference or no weights); with a `sibling` suffix (transformers.js `_quantized`),
+    that compiled sibling's, each with the fp32 graph beside it as its source where the folder holds one."""
     from fixtures.models import Models
 
     models = Models(None, None, 0, "cpu", lambda _: None, synthetic_reference=reference)  # type: ignore[arg-type]
     found = models.folder(folder, layout, TINY_VIT)
-    graphs = {str(k): models.subject(found.case(k, target)) for k in found.held(target)}
-    return graphs, models.subject(found.case(None, target))
+    assert isinstance(found, LayoutFolder), f"{folder} is another tool's folder"
+    pair = found.case(None, sibling)
+    graphs = {str(k): models.subject(pair.member(k)) for k in found.held(pair)}
+    return graphs, models.subject(pair)
 
 
 def copy_folder(made: dict[str, Path], layout: str, tmp_path: Path) -> Path:
@@ -254,18 +256,25 @@ def main() -> None:
 
     from conformance import weights
     from conformance.variants import get
-    from tests.transformersjs import convert
+    from tests.transformersjs import MODES, convert
 
     parser = argparse.ArgumentParser(prog="python -m tests.producers")
     parser.add_argument("--variant", default="ViT-B/32")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument(  # CI's ViT-B/32 run keeps to what transformers.js loads by default (its 4-bit budgets
+        # were measured on ViT-B/32 once, tolerances.toml; the self-tests make every mode on tiny-vit)
+        "--modes",
+        nargs="+",
+        default=["fp16", "q8"],
+        help="transformers.js quantize.py modes (all: " + " ".join(MODES) + ")",
+    )
     args = parser.parse_args()
     variant = get(args.variant)
     model = weights.build_synthetic(variant, args.seed)  # never a checkpoint found in ~/.cache/clip
     with tempfile.TemporaryDirectory() as work:
         optimum_folder(model, variant, args.out / "optimum", Path(work))
-        convert(Path(work) / "hf-checkpoint", args.out / "transformersjs")  # the checkpoint optimum exported
+        convert(Path(work) / "hf-checkpoint", args.out / "transformersjs", tuple(args.modes))  # optimum's checkpoint
     rknnzoo_folder(args.out / "optimum", args.out / "rknnzoo")
     sophgo_folder(model, variant, args.out / "sophgo")
     immich_folder(model, variant, args.out / "immich")

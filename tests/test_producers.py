@@ -43,9 +43,12 @@ def test_each_producers_export_passes_the_suite_and_the_report_names_its_layout(
         for check in ("parity", "host_preprocessing", "host_tokenizer", "producer_reference", "zero_shot_agreement"):
             expected = "skipped" if layouts.get(layout).skip_reason(check) else "passed"  # the zoo: no host files
             assert by_check[(layout, check, "onnx")]["outcome"] == expected, (layout, check)
-    for target in ("fp16", "int8-dynamic"):  # transformers.js's siblings, against the fp32 graphs beside them
-        assert by_check[("transformersjs", "source_agreement", target)]["outcome"] == "passed"
-    assert doc["layouts"]["transformersjs"]["siblings"] == ["fp16", "int8-dynamic"]
+    siblings = {(t["sibling"], t["check"]): t["outcome"] for t in doc["tests"] if t.get("sibling")}
+    for suffix in ("_fp16", "_quantized", "_int8", "_uint8", "_q4", "_q4f16", "_bnb4"):  # each transformers.js writes
+        assert siblings[(suffix, "source_agreement")] == siblings[(suffix, "parity")] == "passed", suffix
+    assert doc["layouts"]["transformersjs"]["siblings"] == sorted(["_fp16", "_quantized", "_int8", "_uint8", "_q4",
+                                                                   "_q4f16", "_bnb4"])  # fmt: skip
+    assert doc["layouts"]["transformersjs"]["files"]["onnx/text_model_q4.onnx"].startswith("text-full graph as q4")
     assert "fixed at batch 1" in by_check[("immich", "dynamic_batch", "onnx")]["message"]
     assert by_check[("optimum", "dynamic_batch", "onnx")]["outcome"] == "passed"
     assert "Exports made elsewhere" in (reports / "report.html").read_text()

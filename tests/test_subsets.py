@@ -8,9 +8,8 @@ from __future__ import annotations
 import pytest
 from onnx import numpy_helper
 
-from conformance.case import Target
 from conformance.checks.bundle import check_bundle_integrity
-from conformance.folders import cases, identify
+from conformance.folders import identify
 from conformance.registry import run_check
 
 pytest.importorskip("optimum.exporters.onnx", reason="the producers extra: pip install -e '.[producers]'")
@@ -33,7 +32,7 @@ def test_a_cache_of_quantized_graphs_alone_is_recognised_and_checked_with_what_i
     assert identify.detect(q8_cache) == "transformersjs"
     integrity = check_bundle_integrity(q8_cache)
     assert integrity.passed and sorted(integrity.figures["absent"]) == list(FP32), integrity.message
-    graphs, pairs = layout_subjects(q8_cache, "transformersjs", target=Target.INT8_DYNAMIC)
+    graphs, pairs = layout_subjects(q8_cache, "transformersjs", sibling="_quantized")
     assert set(graphs) == {"image", "text-full"}
     for subject in graphs.values():
         for check in ("parity", "dynamic_batch", "row_independence", "int8_saturation", "finite_extremes"):
@@ -48,8 +47,8 @@ def test_the_session_makes_cases_only_for_what_the_folder_holds(q8_cache):
     from conformance.layouts import get
     from tests.helpers import TINY_VIT
 
-    graphs, pairs = cases(LayoutFolder(q8_cache, get("transformersjs"), TINY_VIT))
-    assert {c.target for c in graphs} == {c.target for c in pairs} == {Target.INT8_DYNAMIC}
+    graphs, pairs = LayoutFolder(q8_cache, get("transformersjs"), TINY_VIT).cases()
+    assert {c.sibling for c in graphs} == {c.sibling for c in pairs} == {"_quantized"}
     assert len(graphs) == 2
 
 
@@ -61,7 +60,7 @@ def test_a_quantized_graph_that_collapsed_still_fails_parity_without_its_fp32_gr
             tensor.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(tensor) * 1e-3, tensor.name))
 
     edit_file(q8_cache / "onnx" / "text_model_quantized.onnx", collapse)
-    graphs, _ = layout_subjects(q8_cache, "transformersjs", target=Target.INT8_DYNAMIC)
+    graphs, _ = layout_subjects(q8_cache, "transformersjs", sibling="_quantized")
     result = run_check("parity", graphs["text-full"])
     assert not result.passed and "cosine" in result.message, result.message
 

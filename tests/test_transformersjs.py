@@ -16,7 +16,7 @@ from conformance import layouts
 from conformance.case import Target
 from conformance.checks.bundle import check_bundle_integrity
 from conformance.encoders import EncoderKind
-from conformance.folders import cases, identify
+from conformance.folders import identify
 from conformance.folders.layout import LayoutFolder
 from conformance.registry import run_check
 from tests.graph_edits import _const, rewire_output
@@ -26,7 +26,15 @@ from tests.transformersjs import VENDOR
 pytest.importorskip("optimum.exporters.onnx", reason="the producers extra: pip install -e '.[producers]'")
 from tests.producers import copy_folder, edit_file, layout_subjects
 
-SIBLINGS = (Target.FP16, Target.INT8_DYNAMIC)
+SIBLINGS = {  # suffix -> target: every sibling quantize.py writes, as the layout reads it
+    "_fp16": Target.FP16,
+    "_quantized": Target.INT8_DYNAMIC,
+    "_int8": Target.INT8_DYNAMIC,
+    "_uint8": Target.INT8_DYNAMIC,
+    "_q4": Target.Q4,
+    "_q4f16": Target.Q4F16,
+    "_bnb4": Target.BNB4,
+}
 
 
 def test_the_vendored_scripts_are_the_pinned_commits_files():
@@ -37,16 +45,16 @@ def test_the_vendored_scripts_are_the_pinned_commits_files():
 def test_the_script_writes_the_layout_transformers_js_loads(made):
     folder = made["transformersjs"]
     assert identify.detect(folder) == "transformersjs"
-    assert layouts.get("transformersjs").targets(folder) == [Target.ONNX, *SIBLINGS]
+    assert layouts.get("transformersjs").forms(folder) == [None, *SIBLINGS]
     quantized = onnx.load(str(folder / "onnx" / "text_model_quantized.onnx"), load_external_data=False)
     assert "MatMulInteger" in {n.op_type for n in quantized.graph.node}  # onnxruntime's dynamic int8
 
 
-@pytest.mark.parametrize("target", SIBLINGS, ids=str)
-def test_each_sibling_meets_its_budget_against_the_fp32_graph_without_weights(made, target):
-    graphs, pair = layout_subjects(made["transformersjs"], "transformersjs", reference=False, target=target)
+@pytest.mark.parametrize("sibling", SIBLINGS)
+def test_each_sibling_meets_its_budget_against_the_fp32_graph_without_weights(made, sibling):
+    graphs, pair = layout_subjects(made["transformersjs"], "transformersjs", reference=False, sibling=sibling)
     for kind, subject in graphs.items():
-        assert subject.case.target == target and subject.source is not None
+        assert subject.case.target == SIBLINGS[sibling] and subject.source is not None
         for check in ("source_agreement", "realised_precision", "io_contract", "dynamic_batch", "finite_extremes"):
             result = run_check(check, subject)
             assert result.passed, (kind, check, result.message)
@@ -66,11 +74,11 @@ def test_a_quantized_sibling_that_collapsed_fails_without_weights_and_with_them(
             tensor.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(tensor) * 1e-3, tensor.name))
 
     edit_file(folder / "onnx" / "text_model_quantized.onnx", collapse)
-    blind, _ = layout_subjects(folder, "transformersjs", reference=False, target=Target.INT8_DYNAMIC)
+    blind, _ = layout_subjects(folder, "transformersjs", reference=False, sibling="_quantized")
     result = run_check("source_agreement", blind["text-full"])
     assert not result.passed and "cosine" in result.message, result.message
     assert run_check("io_contract", blind["text-full"]).passed  # nothing structural gives it away
-    graphs, _ = layout_subjects(folder, "transformersjs", target=Target.INT8_DYNAMIC)
+    graphs, _ = layout_subjects(folder, "transformersjs", sibling="_quantized")
     assert not run_check("parity", graphs["text-full"]).passed
 
 
@@ -92,7 +100,7 @@ def test_an_fp16_sibling_that_overflows_fails_without_weights(made, tmp_path):
         )
 
     edit_file(folder / "onnx" / "vision_model_fp16.onnx", overflow)
-    graphs, _ = layout_subjects(folder, "transformersjs", reference=False, target=Target.FP16)
+    graphs, _ = layout_subjects(folder, "transformersjs", reference=False, sibling="_fp16")
     for check in ("source_agreement", "finite_extremes"):
         result = run_check(check, graphs["image"])
         assert not result.passed and "non-finite" in result.message, (check, result.message)
@@ -101,11 +109,11 @@ def test_an_fp16_sibling_that_overflows_fails_without_weights(made, tmp_path):
 def test_a_sibling_of_one_tower_only_is_checked_alone(made, tmp_path):
     folder = copy_folder(made, "transformersjs", tmp_path)
     (folder / "onnx" / "vision_model_quantized.onnx").unlink()
-    graphs, pairs = cases(LayoutFolder(folder, layouts.get("transformersjs"), TINY_VIT))
-    int8 = [c.id for c in graphs if c.target == Target.INT8_DYNAMIC]
-    assert int8 == ["transformersjs-transformersjs-tiny-vit-text-full-torchscript-op18-int8-dynamic"]
-    assert [c.target for c in pairs] == [Target.ONNX, Target.FP16, Target.INT8_DYNAMIC]
-    _, pair = layout_subjects(folder, "transformersjs", target=Target.INT8_DYNAMIC)
+    graphs, pairs = LayoutFolder(folder, layouts.get("transformersjs"), TINY_VIT).cases()
+    quantized = [c.id for c in graphs if c.sibling == "_quantized"]
+    assert quantized == ["transformersjs-transformersjs-tiny-vit-text-full-torchscript-op18-int8-dynamic-quantized"]
+    assert "_quantized" in [c.sibling for c in pairs]
+    _, pair = layout_subjects(folder, "transformersjs", sibling="_quantized")
     result = run_check("zero_shot_agreement", pair)  # it needs both towers
     assert result.status == "skipped" and "needs onnx/vision_model_quantized.onnx" in result.message, result.message
 
@@ -125,7 +133,7 @@ def test_an_fp32_graph_shipped_as_the_quantized_sibling_fails_its_precision(made
 
     folder = copy_folder(made, "transformersjs", tmp_path)
     shutil.copyfile(folder / "onnx" / "vision_model.onnx", folder / "onnx" / "vision_model_quantized.onnx")
-    graphs, _ = layout_subjects(folder, "transformersjs", reference=False, target=Target.INT8_DYNAMIC)
+    graphs, _ = layout_subjects(folder, "transformersjs", reference=False, sibling="_quantized")
     assert run_check("source_agreement", graphs["image"]).passed
     result = run_check("realised_precision", graphs["image"])
     assert not result.passed and "int8" in result.message, result.message
@@ -173,7 +181,14 @@ def test_siblings_the_layout_does_not_know_are_named_not_judged(made, tmp_path):
     import shutil
 
     folder = copy_folder(made, "transformersjs", tmp_path)
-    shutil.copyfile(folder / "onnx" / "text_model_quantized.onnx", folder / "onnx" / "text_model_uint8.onnx")
+    shutil.copyfile(folder / "onnx" / "text_model_quantized.onnx", folder / "onnx" / "text_model_int4.onnx")
     result = check_bundle_integrity(folder)
-    assert result.passed and result.figures["not_checked"] == ["onnx/text_model_uint8.onnx"], result.message
-    assert "not checked: onnx/text_model_uint8.onnx" in result.message
+    assert result.passed and result.figures["not_checked"] == ["onnx/text_model_int4.onnx"], result.message
+    assert "not checked: onnx/text_model_int4.onnx" in result.message
+    files = result.figures["files"]  # every file, what it was read as or why not (the report lists them)
+    assert files["onnx/text_model_int4.onnx"].startswith("not read: no graph or sibling of layout transformersjs")
+    assert files["onnx/text_model_uint8.onnx"].startswith("text-full graph as int8-dynamic (_uint8: quantize.py")
+    assert "byte-identical to onnx/text_model_quantized.onnx" in files["onnx/text_model_int8.onnx"]
+    assert "byte-identical to onnx/vision_model_quantized.onnx" in files["onnx/vision_model_uint8.onnx"]
+    assert files["config.json"].startswith("the architecture it states: io_contract holds it to --variant")
+    assert any(what.startswith("tokenizer (transformers)") for what in files.values()), files

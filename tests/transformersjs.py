@@ -22,7 +22,7 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 VENDOR = REPO / "tests" / "vendor" / "transformers_js"
-MODES = ("fp16", "q8")  # the `_fp16` and `_quantized` siblings
+MODES = ("fp16", "q8", "int8", "uint8", "q4", "q4f16", "bnb4")  # every sibling quantize.py writes
 # What a transformers.js model repository (Xenova/clip-vit-base-patch32, ...) carries beside onnx/: the checkpoint's
 # own files (convert.py --split_modalities writes only the graphs and quantize_config.json).
 CHECKPOINT_FILES = (

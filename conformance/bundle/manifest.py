@@ -53,15 +53,12 @@ class Bundle:
     def encoders(self) -> list[EncoderKind]:
         return [EncoderKind(entry["encoder"]) for entry in self.manifest["graphs"].values()]
 
-    def targets(self, encoder: EncoderKind | None = None) -> list[Target]:
-        """The target its manifest records for the graph (for the bundle's graphs together: the first graph's)."""
-        return [self.case(encoder).target]
+    def cases(self) -> tuple[list[Case], list[Case]]:
+        """Each graph's case as the manifest records it, and the graphs together."""
+        return [self.case(kind) for kind in self.encoders()], [self.case()]
 
-    def case(self, encoder: EncoderKind | None = None, target: Target | None = None) -> Case:
-        """One graph's case, or, with no encoder, the bundle's graphs together (with the first graph's axes); a
-        `target` other than the one recorded is not in the bundle."""
-        if target is not None and target not in self.targets(encoder):
-            raise ValueError(f"{self.folder.name} holds no {target} graph for {encoder or 'its graphs'}")
+    def case(self, encoder: EncoderKind | None = None) -> Case:
+        """One graph's case, or, with no encoder, the bundle's graphs together (with the first graph's axes)."""
         graphs = self.manifest["graphs"]
         entry = graphs[str(encoder)] if encoder else next(iter(graphs.values()))
         record = {**self.manifest, **entry, "encoder": str(encoder) if encoder else None}
@@ -69,15 +66,18 @@ class Bundle:
             raise ValueError("emulated_cpu is not a manifest field (a bundle names its CPUs in deploy_cpus)")
         return Case.from_record(record, bundle=self.folder)
 
-    def held(self, target: Target) -> list[EncoderKind]:
+    def graph(self, case: Case) -> Artifact:
+        assert case.encoder is not None, "a graph is one encoder's"
+        return self.artifact(case.encoder)
+
+    def held(self, case: Case) -> list[EncoderKind]:
         return self.encoders()
 
-    def missing(self, encoder: EncoderKind | None, target: Target) -> dict[str, str]:
+    def missing(self, case: Case) -> dict[str, str]:
         """Nothing: a bundle holds what its manifest lists (bundle_integrity fails it otherwise)."""
         return {}
 
-    def artifact(self, encoder: EncoderKind, target: Target | None = None) -> Artifact:
-        self.case(encoder, target)
+    def artifact(self, encoder: EncoderKind) -> Artifact:
         entry = self.manifest["graphs"][str(encoder)]
         sizes = {f["name"]: f["size"] for f in self.manifest["files"]}
         projection = entry.get("projection", {}).get("file")

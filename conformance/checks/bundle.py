@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -13,6 +14,7 @@ from conformance.bundle.manifest import Bundle, BundleError, open_bundle
 from conformance.checks.validity import external_data_problems
 from conformance.encoders import EncoderKind
 from conformance.folders import identify
+from conformance.folders.inventory import inventory
 from conformance.graph import graph_inputs, graph_outputs, load_path
 from conformance.layouts import Layout
 from conformance.results import CheckResult, failed, verdict
@@ -60,12 +62,14 @@ def check_layout_files(folder: Path, layout: Layout) -> CheckResult:
             np.load(folder / layout.projection, allow_pickle=False)
         except (OSError, ValueError, EOFError) as exc:
             problems.append(f"{layout.projection}: the text projection the host applies is unusable ({exc})")
-    # graphs beside them that no check reads (transformers.js's _int8, _uint8, _q4, ... siblings): said, not judged
+    # graphs beside them that no check reads (a sibling the layout does not know): said, not judged
     beside = {str(p.relative_to(folder)) for f in graphs for p in (folder / f).parent.glob("*.onnx")}
     unchecked = sorted(beside - set(graphs))
-    figures = {"bundle": str(folder), "layout": layout.name, "producer": layout.producer, "graphs": graphs}
+    figures: dict[str, Any] = {"bundle": str(folder), "layout": layout.name, "producer": layout.producer}
+    figures["graphs"] = graphs
     figures["not_checked"] = unchecked
     figures["absent"] = absent = layout.absent(folder)  # a subset: checked with what it holds
+    figures["files"] = inventory(folder, layout)  # every file: what it was read as, or why not (the report lists it)
     note = f"; absent (checks that need them skip, naming them): {', '.join(absent)}" if absent else ""
     note += f"; not laid out, so not checked: {', '.join(unchecked)}" if unchecked else ""
     return verdict(

@@ -19,6 +19,8 @@ CHECK = "realised_precision"
 MIN_SHARE = 0.9  # of the weights that the claimed precision covers (fp32 weights kept by policy stay below 10%)
 FLOATS = {onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.BFLOAT16, onnx.TensorProto.DOUBLE}
 MATRIX_OPS = {"MatMul", "Gemm", "Conv"}
+FOUR_BIT_OPS = {"MatMulNBits", "MatMulBnb4"}  # onnxruntime's weight-only 4-bit MatMuls: B packs two weights a byte
+FOUR_BIT = (Precision.INT4, Precision.NF4)
 
 
 def _elements(tensor: onnx.TensorProto) -> int:
@@ -47,11 +49,18 @@ def stored_elements(model: onnx.ModelProto) -> Counter[str]:
     return counts
 
 
-def fp32_matrix_weights(model: onnx.ModelProto) -> int:
-    """Elements of fp32 weights that a MatMul, Gemm or Conv multiplies by directly: unquantised weights."""
-    fp32 = {name: _elements(t) for name, t in stored_tensors(model) if t.data_type == onnx.TensorProto.FLOAT}
+def fp32_matrix_weights(model: onnx.ModelProto, types: frozenset[int] = frozenset({onnx.TensorProto.FLOAT})) -> int:
+    """Elements of fp32 weights (or of `types`) that a MatMul, Gemm or Conv multiplies by directly: unquantised."""
+    fp32 = {name: _elements(t) for name, t in stored_tensors(model) if t.data_type in types}
     used = {name for node in model.graph.node if node.op_type in MATRIX_OPS for name in node.input[1:2]}
     return sum(fp32[name] for name in used if name in fp32)
+
+
+def packed_four_bit(model: onnx.ModelProto) -> int:
+    """Bytes of 4-bit weights that MatMulNBits and MatMulBnb4 unpack (two weights a byte)."""
+    stored = {name: _elements(t) for name, t in stored_tensors(model) if t.data_type == onnx.TensorProto.UINT8}
+    used = {node.input[1] for node in model.graph.node if node.op_type in FOUR_BIT_OPS and len(node.input) > 1}
+    return sum(stored.get(name, 0) for name in used)
 
 
 def _share(part: int, whole: int) -> float:
@@ -65,15 +74,17 @@ def check_realised_precision(artifact: Artifact) -> CheckResult:
         return failed(CHECK, str(exc))
     stored = stored_elements(model)
     floats = sum(stored[onnx.TensorProto.DataType.Name(t)] for t in FLOATS)
-    eight_bit = stored["INT8"] + stored["UINT8"]
+    packed = packed_four_bit(model)
+    eight_bit = stored["INT8"] + stored["UINT8"] - packed  # 4-bit weights are stored packed in uint8
     left = fp32_matrix_weights(model)
     claimed = artifact.case.precision
     figures = {"claimed": str(claimed), "stored_elements": dict(stored), "fp32_matrix_weights": left}
+    figures["four_bit_weights"] = 2 * packed
     problems = []
-    if claimed == Precision.FP32 and (stored["FLOAT16"] or stored["BFLOAT16"] or eight_bit):
+    if claimed == Precision.FP32 and (stored["FLOAT16"] or stored["BFLOAT16"] or eight_bit or packed):
         problems.append(
-            f"claims fp32 but stores {stored['FLOAT16'] + stored['BFLOAT16']} 16-bit and "
-            f"{eight_bit} 8-bit weight elements"
+            f"claims fp32 but stores {stored['FLOAT16'] + stored['BFLOAT16']} 16-bit, {eight_bit} 8-bit and "
+            f"{2 * packed} 4-bit weight elements"
         )
     elif claimed == Precision.FP16:
         share = figures["fp16_share"] = _share(stored["FLOAT16"], floats)
@@ -84,6 +95,14 @@ def check_realised_precision(artifact: Artifact) -> CheckResult:
         if share < MIN_SHARE:
             problems.append(
                 f"claims int8 but only {share:.0%} of its matrix weights are 8-bit ({left} fp32 elements that "
-                "MatMul, Gemm or Conv use directly)"
+                "MatMul, Gemm or Conv use directly)" + (f"; {2 * packed} weights are 4-bit" if packed else "")
+            )
+    elif claimed in FOUR_BIT:
+        floating = fp32_matrix_weights(model, frozenset(FLOATS))  # q4f16 keeps its other weights fp16
+        share = figures["four_bit_share"] = _share(2 * packed, 2 * packed + floating)
+        if share < MIN_SHARE:
+            problems.append(
+                f"claims {claimed} (weight-only 4-bit) but only {share:.0%} of its matrix weights are 4-bit "
+                f"MatMulNBits/MatMulBnb4 weights ({floating} float elements that MatMul, Gemm or Conv use directly)"
             )
     return verdict(CHECK, problems, figures, f"weights stored as {claimed} claims")

@@ -22,9 +22,10 @@ import onnx
 from onnx import numpy_helper
 
 from conformance.artifact import Artifact
+from conformance.case import Precision
 from conformance.graph import all_nodes
 from conformance.isa import SaturationRule, saturation_rule
-from conformance.results import CheckResult, error_line, failed, verdict
+from conformance.results import CheckResult, error_line, failed, skipped, verdict
 
 CHECK = "int8_saturation"
 SHOWN = 6
@@ -171,12 +172,21 @@ def int8_weights(model: onnx.ModelProto, folder: Path) -> Iterator[Weight]:
                 yield Weight(label, name, values)
 
 
+WEIGHT_ONLY = (
+    "does not apply to a weight-only 4-bit graph (MatMulNBits, MatMulBnb4): its weights dequantise to float and "
+    "multiply in float or, at MatMulNBits' accuracy_level 4, in int8 at |w| <= 15, far inside the bounds where a "
+    "u8 x s8 pair sum saturates"
+)
+
+
 def check_int8_saturation(
     artifact: Artifact, deploy_isa: frozenset[str] = frozenset(), rule: SaturationRule | None = None
 ) -> CheckResult:
     """Fails when an int8 weight leaves [weight_min, weight_max], unless the graph records a runtime option that
     avoids the saturating kernels, or the run (or bundle) declares deployment CPUs that have VNNI or AMX."""
     rule = rule or saturation_rule()
+    if artifact.case.precision in (Precision.INT4, Precision.NF4):
+        return skipped(CHECK, WEIGHT_ONLY)
     try:
         model = onnx.load(str(artifact.onnx_path), load_external_data=False)
         weights = list(int8_weights(model, artifact.folder))

@@ -128,6 +128,18 @@ def recipe_for(target: Target) -> Recipe:
     return RECIPES[target]
 
 
+# The operator domains beyond ONNX's that a 4-bit graph of another tool uses: onnxruntime's contrib operators
+# (MatMulNBits, MatMulBnb4), which its quantisers write and only onnxruntime runs.
+ELSEWHERE_DOMAINS = frozenset({"com.microsoft"})
+
+
+def allowed_domains(target: Target) -> frozenset[str]:
+    """Operator domains beyond ONNX's that the target's graphs may use: its recipe's (none for an export)."""
+    if target.elsewhere:
+        return ELSEWHERE_DOMAINS
+    return recipe_for(target).domains if target.compiled else frozenset()
+
+
 def use_rknn_platform(platform: str) -> None:
     """--rknn-platform: the SoC the rknn recipe builds for (part of its settings, so of its cache key)."""
     recipe = RECIPES[Target.RKNN]

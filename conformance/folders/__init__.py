@@ -1,10 +1,11 @@
 """The folders `--artifacts` names, behind one protocol: the suite's bundles and other tools' exports.
 
 `open_folder(path, layout, variant)` opens one: a `Bundle` (its manifest read and held to) for the layout "suite",
-else a `LayoutFolder`, another tool's files read through their layout. Either gives its encoders, its targets (the
-graphs' own, or the fp32 graphs and each compiled sibling present), one Case per graph or for the folder's graphs
-together, and each graph's Artifact, which carries the layout object. `identify.detect` says which layout a folder
-has, by its file names and then by its graphs' inputs and outputs.
+else a `LayoutFolder`, another tool's files read through their layout. Either gives its encoders, its cases (one
+per graph and form: a bundle's graphs as recorded, another tool's fp32 graphs and each compiled sibling present;
+and the graphs together per form), each case's graph as an Artifact that carries the layout object, and what it
+lacks. `identify.detect` says which layout a folder has, by its file names and then by its graphs' inputs and
+outputs.
 """
 
 from __future__ import annotations
@@ -14,14 +15,14 @@ from typing import Protocol
 
 from conformance.artifact import Artifact
 from conformance.bundle.manifest import open_bundle
-from conformance.case import Case, Target
+from conformance.case import Case
 from conformance.encoders import EncoderKind
 from conformance.folders.layout import LayoutFolder
 from conformance.layouts import SUITE, Layout, get
 from conformance.variants import Variant
 from conformance.weights import Provenance
 
-__all__ = ["Folder", "cases", "open_folder"]
+__all__ = ["Folder", "open_folder"]
 
 
 class Folder(Protocol):
@@ -41,15 +42,13 @@ class Folder(Protocol):
 
     def encoders(self) -> list[EncoderKind]: ...
 
-    def targets(self, encoder: EncoderKind | None = None) -> list[Target]: ...
+    def cases(self) -> tuple[list[Case], list[Case]]: ...  # (one per graph and form, the graphs together per form)
 
-    def case(self, encoder: EncoderKind | None = None, target: Target | None = None) -> Case: ...
+    def graph(self, case: Case) -> Artifact: ...  # the graph of a case with its encoder set
 
-    def artifact(self, encoder: EncoderKind, target: Target | None = None) -> Artifact: ...
+    def held(self, case: Case) -> list[EncoderKind]: ...  # the encoders whose graph in the case's form it holds
 
-    def held(self, target: Target) -> list[EncoderKind]: ...  # the encoders whose graph at `target` it holds
-
-    def missing(self, encoder: EncoderKind | None, target: Target) -> dict[str, str]: ...  # role -> absent file
+    def missing(self, case: Case) -> dict[str, str]: ...  # what a check of the case may need that it lacks
 
 
 def open_folder(path: Path, layout: str, variant: Variant | None) -> Folder:
@@ -60,10 +59,3 @@ def open_folder(path: Path, layout: str, variant: Variant | None) -> Folder:
     if variant is None:
         raise ValueError(f"{path}: another tool's folder is read as the variant the run names (--variant)")
     return LayoutFolder(path, get(layout), variant)
-
-
-def cases(found: Folder) -> tuple[list[Case], list[Case]]:
-    """(graph cases, pair cases) of a folder: each graph at each of its targets (another tool's fp32 graphs and each
-    compiled sibling present, e.g. transformers.js's `_fp16`, `_quantized`), and the graphs together per target."""
-    graphs = [found.case(kind, target) for kind in found.encoders() for target in found.targets(kind)]
-    return graphs, [found.case(None, target) for target in found.targets()]

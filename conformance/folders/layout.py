@@ -13,7 +13,7 @@ from pathlib import Path
 import onnx
 
 from conformance.artifact import Artifact, ArtifactError
-from conformance.case import Case, Exporter, Target
+from conformance.case import Case, Exporter
 from conformance.encoders import EncoderKind
 from conformance.graph import load_path
 from conformance.layouts import Layout
@@ -72,31 +72,34 @@ class LayoutFolder:
         return self.folder.name
 
     def encoders(self) -> list[EncoderKind]:
-        """The encoders whose graph the folder holds at some target (a cache may hold one tower)."""
-        return [e for e in self.layout.encoders if self.layout.targets(self.folder, e)]
+        """The encoders whose graph the folder holds in some form (a cache may hold one tower)."""
+        return [e for e in self.layout.encoders if self.layout.forms(self.folder, e)]
 
-    def targets(self, encoder: EncoderKind | None = None) -> list[Target]:
-        """The fp32 export and the compiled siblings present (transformers.js: `_fp16`, `_quantized`), whichever
-        the folder holds."""
-        return self.layout.targets(self.folder, encoder)
+    def cases(self) -> tuple[list[Case], list[Case]]:
+        """Each graph in each form the folder holds (fp32, and each compiled sibling: transformers.js's `_fp16`,
+        `_quantized`, `_uint8`, `_q4`, ...), and the graphs together per form."""
+        graphs = [self.case(e, f) for e in self.encoders() for f in self.layout.forms(self.folder, e)]
+        return graphs, [self.case(None, f) for f in self.layout.forms(self.folder)]
 
-    def held(self, target: Target) -> list[EncoderKind]:
-        """The encoders whose graph at `target` the folder holds."""
-        return [e for e in self.layout.encoders if (self.folder / self.layout.file(e, target)).is_file()]
+    def held(self, case: Case) -> list[EncoderKind]:
+        """The encoders whose graph in the case's form the folder holds."""
+        return [e for e in self.layout.encoders if (self.folder / self.layout.file(e, case.sibling)).is_file()]
 
-    def missing(self, encoder: EncoderKind | None, target: Target) -> dict[str, str]:
-        """What a check of this case may need that the folder lacks, by role: the image or text graph at `target`
+    def missing(self, case: Case) -> dict[str, str]:
+        """What a check of the case may need that the folder lacks, by role: the image or text graph in its form
         (the encoders together), the fp32 graph a sibling is held to ("source")."""
-        if encoder is None:
+        if case.encoder is None:
             roles = {e: "image" if e == EncoderKind.IMAGE else "text" for e in self.layout.encoders}
-            return {roles[e]: self.layout.file(e, target) for e in self.layout.encoders if e not in self.held(target)}
-        fp32 = self.layout.file(encoder, Target.ONNX)
-        return {"source": fp32} if target.compiled and not (self.folder / fp32).is_file() else {}
+            held = self.held(case)
+            return {roles[e]: self.layout.file(e, case.sibling) for e in self.layout.encoders if e not in held}
+        fp32 = self.layout.file(case.encoder, None)
+        return {"source": fp32} if case.sibling and not (self.folder / fp32).is_file() else {}
 
-    def case(self, encoder: EncoderKind | None = None, target: Target | None = None) -> Case:
-        """One graph's case, or, with no encoder, the folder's graphs together; a compiled sibling's with `target`."""
-        target = target or Target.ONNX
-        file = self.layout.file(encoder or (self.held(target) or self.layout.encoders)[0], target)
+    def case(self, encoder: EncoderKind | None = None, sibling: str | None = None) -> Case:
+        """One graph's case, or, with no encoder, the folder's graphs together; a compiled sibling's by its suffix."""
+        target = self.layout.target(sibling)
+        held = [e for e in self.layout.encoders if (self.folder / self.layout.file(e, sibling)).is_file()]
+        file = self.layout.file(encoder or (held or self.layout.encoders)[0], sibling)
         return Case(
             self.variant,
             encoder,
@@ -107,12 +110,16 @@ class LayoutFolder:
             bundle=self.folder,
             static_batch=fixed_batch(self.folder / file, self.layout),
             layout=self.layout.name,
+            sibling=sibling,
         )
 
-    def artifact(self, encoder: EncoderKind, target: Target | None = None) -> Artifact:
-        target = target or Target.ONNX
+    def graph(self, case: Case) -> Artifact:
+        assert case.encoder is not None, "a graph is one encoder's"
+        return self.artifact(case.encoder, case.sibling)
+
+    def artifact(self, encoder: EncoderKind, sibling: str | None = None) -> Artifact:
         binding = self.layout.binding(encoder)
-        file = self.layout.file(encoder, target)
+        file = self.layout.file(encoder, sibling)
         path = self.folder / file
         names = [file, *(str(Path(file).parent / f) for f in external_files(path))]
         if encoder == EncoderKind.TEXT_SPLIT and self.layout.projection:  # the host's side file, listed with it
@@ -120,7 +127,7 @@ class LayoutFolder:
         sizes = {n: (self.folder / n).stat().st_size if (self.folder / n).is_file() else -1 for n in names}
         return Artifact(
             folder=self.folder,
-            case=self.case(encoder, target),
+            case=self.case(encoder, sibling),
             provenance=self.provenance,
             token_dtype=binding.text.dtype if encoder != EncoderKind.IMAGE else None,
             projection_file=self.layout.projection if encoder == EncoderKind.TEXT_SPLIT else None,

@@ -42,6 +42,15 @@ class SeveralLayouts(LayoutError):
 
 
 @dataclass(frozen=True)
+class Sibling:
+    """A compiled graph a producer writes beside each fp32 graph, named by a suffix (transformers.js `_uint8`)."""
+
+    suffix: str
+    target: Target  # what it is checked as (its budgets): several suffixes may share one (`_quantized`, `_int8`)
+    recipe: str  # how the producer makes it, in its own terms: the report prints it
+
+
+@dataclass(frozen=True)
 class Layout:
     name: str
     producer: str
@@ -57,9 +66,9 @@ class Layout:
     batch: int | None
     config: dict[str, Any]  # {file, keys: {key path: Variant field}}: what the folder says of the architecture
     logits: dict[str, str]  # {image, text}: the graph's logits outputs, where it gives them (Optimum)
-    # compile target -> the suffix of the producer's compiled sibling of each graph (transformers.js: "_fp16" for
-    # fp16, "_quantized" for int8-dynamic): checked where present, against the fp32 graph beside it
-    siblings: dict[Target, str]
+    # file suffix -> the producer's compiled sibling of each graph (transformers.js: "_fp16", "_quantized", "_uint8",
+    # "_q4", ...), several to a target: checked where present, against the fp32 graph beside it where that is there
+    siblings: dict[str, Sibling]
     projection: str | None = None  # the text projection's side file the host applies (Sophgo's .npy), if any
 
     def fits(self, folder: Path) -> bool:
@@ -84,12 +93,16 @@ class Layout:
     def files(self) -> list[str]:
         return list(dict.fromkeys(g.file for g in self.graphs))
 
-    def sibling(self, file: str, target: Target) -> str:
-        """The file of `file`'s compiled sibling for `target` (the file itself for the fp32 export)."""
-        if target == Target.ONNX:
+    def sibling(self, file: str, suffix: str | None) -> str:
+        """The file of `file`'s compiled sibling with `suffix` (the file itself, the fp32 export, for None)."""
+        if suffix is None:
             return file
         path = Path(file)
-        return str(path.with_name(f"{path.stem}{self.siblings[target]}{path.suffix}"))
+        return str(path.with_name(f"{path.stem}{suffix}{path.suffix}"))
+
+    def target(self, suffix: str | None) -> Target:
+        """What the sibling with `suffix` is (the fp32 export for None)."""
+        return self.siblings[suffix].target if suffix else Target.ONNX
 
     def graph_files(self) -> list[str]:
         """Every graph file the layout reads: its fp32 graphs, then each one's compiled siblings."""
@@ -103,17 +116,17 @@ class Layout:
         """The fp32 graphs the layout has that `folder` lacks (a cache of `_quantized` graphs alone, one tower)."""
         return [f for f in self.files if not (folder / f).is_file()]
 
-    def targets(self, folder: Path, encoder: EncoderKind | None = None) -> list[Target]:
-        """The fp32 export and each compiled sibling that `folder` holds for the encoder's graph (with no encoder,
-        for any of its graphs: the checks that take the encoders together run on what there is, and those that
-        need a graph that is not there skip, naming it)."""
+    def forms(self, folder: Path, encoder: EncoderKind | None = None) -> list[str | None]:
+        """The fp32 export (None) and each compiled sibling's suffix that `folder` holds for the encoder's graph (with
+        no encoder, for any of its graphs: the checks that take the encoders together run on what there is, and
+        those that need a graph that is not there skip, naming it)."""
         encoders = [encoder] if encoder else self.encoders
-        held = [t for t in [Target.ONNX, *self.siblings] for e in encoders if (folder / self.file(e, t)).is_file()]
+        held = [f for f in [None, *self.siblings] for e in encoders if (folder / self.file(e, f)).is_file()]
         return list(dict.fromkeys(held))
 
-    def file(self, encoder: EncoderKind, target: Target) -> str:
-        """The file of the encoder's graph at `target` (a compiled sibling's, or the fp32 graph's)."""
-        return self.sibling(self.binding(encoder).file, target)
+    def file(self, encoder: EncoderKind, suffix: str | None) -> str:
+        """The file of the encoder's graph with `suffix` (a compiled sibling's, or for None the fp32 graph's)."""
+        return self.sibling(self.binding(encoder).file, suffix)
 
     def skip_reason(self, check: str) -> str | None:
         return self.skips.get(check)
@@ -203,13 +216,14 @@ def _parse(name: str, raw: dict[str, Any]) -> Layout:
             batch=int(batch) if batch is not None else None,
             config=dict(raw.get("config", {})),
             logits=dict(raw.get("logits", {})),
-            siblings={Target(t): str(suffix) for t, suffix in raw.get("siblings", {}).items()},
+            siblings={k: Sibling(k, Target(v["target"]), str(v["recipe"])) for k, v in raw.get("siblings", {}).items()},
             projection=raw.get("projection"),
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise LayoutError(f"{where} is malformed: {type(exc).__name__}: {exc}") from None
-    if not all(t.compiled and t.runtime == "onnxruntime" and t.profile == Profile.DYNAMIC for t in layout.siblings):
-        raise LayoutError(f"{where}: [siblings] {sorted(layout.siblings)}: only onnxruntime compile targets")
+    targets = [s.target for s in layout.siblings.values()]
+    if not all(t.compiled and t.runtime == "onnxruntime" and t.profile == Profile.DYNAMIC for t in targets):
+        raise LayoutError(f"{where}: [siblings] {sorted(map(str, targets))}: only onnxruntime compile targets")
     missing = [g.file for g in graphs if g.file not in layout.contract]
     if missing:
         raise LayoutError(f"{where}: no [contract] for {missing}")

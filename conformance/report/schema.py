@@ -12,13 +12,16 @@ Schema version 2 (documented in the README; version 1 had no case axes and is re
   shards          one entry per merged input {source, created, exit_status, environment}
   emulated_cpus   alias -> {alias, qemu_model, qemu_version, guest_flags, guest_vendor, reason}: each CPU that
                   checks ran on under qemu (--emulate-cpu), its flags as the guest's own CPUID showed them
+  layouts         folder -> {layout, producer, siblings, skips, files}: each --artifacts folder of another tool,
+                  the suffixes of the compiled siblings checked, and every file with what it was read as or why not
   tests           [{nodeid, test, check, case, variant, encoder, exporter, opset, precision, target,
-                    profile, static_batch, emulated_cpu, bundle, batch, outcome, duration_s, message, xfail_reason,
-                    figures, artifact}]
+                    profile, static_batch, emulated_cpu, layout, sibling, bundle, batch, outcome, duration_s,
+                    message, xfail_reason, figures, artifact}]
                   `case` is the case ID (the test ID's parameter part); `check` the registry's check name;
                   precision, target and profile are the compile axes (fp32, onnx, dynamic for a raw export);
                   static_batch is present only for a static profile's graph (npu-static, rknn);
-                  emulated_cpu only for a check run under qemu (its alias in conformance/emulation.toml).
+                  emulated_cpu only for a check run under qemu (its alias in conformance/emulation.toml);
+                  layout and sibling only for another tool's graph (its layout, its compiled sibling's suffix).
   outcome is one of passed, failed, error, skipped, xfailed, xpassed.
 """
 
