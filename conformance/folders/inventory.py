@@ -40,14 +40,16 @@ def _repeats(folder: Path, layout: Layout) -> dict[str, str]:
     `_uint8` for the vision graph): the same recipe, checked once more under its other name."""
     found: dict[str, str] = {}
     for encoder in layout.encoders:
-        first: dict[tuple[int, str], str] = {}
-        for suffix in layout.siblings:
-            path = folder / layout.file(encoder, suffix)
-            if path.is_file():
-                key = (path.stat().st_size, _digest(path))
-                if key in first:
-                    found[layout.file(encoder, suffix)] = f"byte-identical to {first[key]}: the same recipe"
-                first.setdefault(key, layout.file(encoder, suffix))
+        files = [layout.file(encoder, s) for s in layout.siblings if (folder / layout.file(encoder, s)).is_file()]
+        sizes = [(folder / f).stat().st_size for f in files]
+        first: dict[str, str] = {}
+        for file, size in zip(files, sizes, strict=True):
+            if sizes.count(size) < 2:
+                continue  # only files of one size can be the same bytes: a few hundred MB each are not hashed
+            digest = _digest(folder / file)
+            if digest in first:
+                found[file] = f"byte-identical to {first[digest]}: the same recipe"
+            first.setdefault(digest, file)
     return found
 
 
