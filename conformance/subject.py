@@ -31,6 +31,7 @@ class Subject:
     no_reference: str | None = None  # why `model` is None (another tool's export, no weights to rebuild it from)
     # what another tool's folder lacks that a check may need, by role (image, text, source): the file's name
     missing: dict[str, str] = field(default_factory=dict)
+    folder_layout: Layout | None = None  # another tool's layout, where the case holds no graph to carry it
 
     @property
     def variant(self) -> Variant:
@@ -39,7 +40,7 @@ class Subject:
     @property
     def layout(self) -> Layout | None:
         """Another tool's layout, as its graphs carry it (None: the suite's own export or bundle)."""
-        return next((a.layout for a in self.artifacts.values() if a.layout), None)
+        return next((a.layout for a in self.artifacts.values() if a.layout), self.folder_layout)
 
     @property
     def artifact(self) -> Artifact:

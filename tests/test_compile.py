@@ -24,8 +24,9 @@ from conformance.tolerances import tolerance
 from tests.graph_edits import inf_on_bright_images
 from tests.helpers import TINY_VIT, export_model, good, skip_unless_runnable, synthetic
 
-# The compile recipes of the dynamic profile; rknn (a static profile's compiler) is in tests/test_npu_targets.py.
-COMPILED = [t for t in Target if t.compiled and t.profile == Profile.DYNAMIC]
+# The compile recipes of the dynamic profile; rknn (a static profile's compiler) is in tests/test_npu_targets.py,
+# and the 4-bit targets (other tools' only, no recipe) in tests/test_four_bit.py.
+COMPILED = [t for t in Target if t.compiled and t.profile == Profile.DYNAMIC and not t.elsewhere]
 
 
 def compiled(cache, target: Target, encoder: EncoderKind = EncoderKind.IMAGE):

@@ -57,8 +57,11 @@ def test_int8_saturation_says_why_it_does_not_apply_to_4bit_weights(made):
     ("shipped", "as_sibling", "expected"),
     [
         ("vision_model_q4.onnx", "_quantized", "claims int8 but only 0% of its matrix weights are 8-bit"),
-        ("vision_model.onnx", "_q4", "claims int4 (weight-only 4-bit) but only 0%"),
-        ("vision_model_quantized.onnx", "_bnb4", "claims nf4 (weight-only 4-bit) but only 0%"),
+        ("vision_model.onnx", "_q4", "claims int4 (weight-only 4-bit, MatMulNBits) but only 0%"),
+        ("vision_model_quantized.onnx", "_bnb4", "claims nf4 (weight-only 4-bit, MatMulBnb4) but only 0%"),
+        ("vision_model_q4.onnx", "_bnb4", "claims nf4 (weight-only 4-bit, MatMulBnb4) but only 0%"),
+        ("vision_model_q4.onnx", "_q4f16", "claims q4f16, whose MatMulNBits scales are FLOAT16; they are {'FLOAT'}"),
+        ("vision_model_q4f16.onnx", "_q4", "claims q4, whose MatMulNBits scales are FLOAT; they are {'FLOAT16'}"),
     ],
 )
 def test_a_graph_of_another_precision_under_a_sibling_name_fails_its_precision(
@@ -80,3 +83,17 @@ def test_each_4bit_sibling_realises_its_precision(made):
             result = run_check("realised_precision", subject)
             assert result.passed and result.figures["four_bit_share"] >= 0.9, (sibling, result.figures)
             assert np.isfinite(result.figures["four_bit_weights"])
+
+
+def test_the_q4_graph_shipped_as_q4f16_is_a_mislabelled_folder(made, tmp_path):
+    """The fp16 pass never ran: the same bytes under two targets' names. The folder check names both."""
+    from conformance.checks.bundle import check_bundle_integrity
+
+    folder = copy_folder(made, "transformersjs", tmp_path)
+    shutil.copyfile(folder / "onnx" / "text_model_q4.onnx", folder / "onnx" / "text_model_q4f16.onnx")
+    result = check_bundle_integrity(folder)
+    assert not result.passed, result.message
+    assert "onnx/text_model_q4f16.onnx is byte-identical to onnx/text_model_q4.onnx" in result.message
+    assert (
+        "another target: one of them is not what its name says" in result.figures["files"]["onnx/text_model_q4f16.onnx"]
+    )

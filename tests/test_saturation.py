@@ -113,10 +113,12 @@ def test_a_declared_deployment_isa_with_vnni_accepts_the_risk_and_one_without_do
 
 
 def test_the_rule_applies_to_every_int8_target_and_nothing_else():
+    """And to the weight-only 4-bit targets, where it says why it does not apply (tests/test_four_bit.py)."""
     check = BY_NAME["int8_saturation"]
     for target in Target:
         case = Case(TINY_VIT, EncoderKind.IMAGE, Exporter.DYNAMO).on(target)
-        assert check.applies(case) == (target.precision == Precision.INT8), target
+        quantised = target.precision in (Precision.INT8, Precision.INT4, Precision.NF4)
+        assert check.applies(case) == quantised, target
 
 
 def _load_time_quantised(folder, scale: float):

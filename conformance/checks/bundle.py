@@ -14,7 +14,7 @@ from conformance.bundle.manifest import Bundle, BundleError, open_bundle
 from conformance.checks.validity import external_data_problems
 from conformance.encoders import EncoderKind
 from conformance.folders import identify
-from conformance.folders.inventory import inventory
+from conformance.folders.inventory import inventory, repeats
 from conformance.graph import graph_inputs, graph_outputs, load_path
 from conformance.layouts import Layout
 from conformance.results import CheckResult, failed, verdict
@@ -57,7 +57,8 @@ def check_layout_files(folder: Path, layout: Layout) -> CheckResult:
                 if entry.key == "location" and not inside:
                     problems.append(f"{name}: tensor {tensor.name!r} reads {entry.value!r}, outside the folder")
         problems += [f"{name}: {p}" for p in external_data_problems(model, path.parent)]
-    if layout.projection:  # the host's side file: without it, or unreadable, the text graph gives no embedding
+    split = any(g.encoder == EncoderKind.TEXT_SPLIT and g.file in graphs for g in layout.graphs)
+    if layout.projection and split:  # the host's side file: without it the text graph gives no embedding
         try:
             np.load(folder / layout.projection, allow_pickle=False)
         except (OSError, ValueError, EOFError) as exc:
@@ -70,6 +71,11 @@ def check_layout_files(folder: Path, layout: Layout) -> CheckResult:
     figures["not_checked"] = unchecked
     figures["absent"] = absent = layout.absent(folder)  # a subset: checked with what it holds
     figures["files"] = inventory(folder, layout)  # every file: what it was read as, or why not (the report lists it)
+    problems += [
+        f"{file} is byte-identical to {earlier}, which the layout reads as another target: one is mislabelled"
+        for file, (earlier, same) in repeats(folder, layout).items()
+        if not same
+    ]
     note = f"; absent (checks that need them skip, naming them): {', '.join(absent)}" if absent else ""
     note += f"; not laid out, so not checked: {', '.join(unchecked)}" if unchecked else ""
     return verdict(

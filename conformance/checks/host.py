@@ -111,18 +111,20 @@ def _unusable(layout: Layout, folder: Path, what: str, check: str) -> CheckResul
     return skipped(check, f"{missing}: the host's {what} cannot be checked") if missing else None
 
 
-def check_host_preprocessing(image: Artifact, layout: Layout) -> CheckResult:
+def check_host_preprocessing(
+    folder: Path, variant: Variant, layout: Layout, image: Artifact | None = None
+) -> CheckResult:
     """The layout's preprocessing (its file, run by its library) against `clip`'s `preprocess`, pixels first, then
     the embeddings the image graph gives for both (recorded: with synthetic weights they say nothing real)."""
     check = "host_preprocessing"
-    unusable = _unusable(layout, image.folder, "preprocessing", check)
+    unusable = _unusable(layout, folder, "preprocessing", check)
     if unusable:
         return unusable
     budget = float(data_file("limits.toml")["host"]["pixel_mean_abs"])
-    resolution = image.variant.image_resolution
+    resolution = variant.image_resolution
     ours, photos = clip.clip._transform(resolution), photographs()
     try:
-        theirs = _layout_pipeline(image.folder, layout, resolution)
+        theirs = _layout_pipeline(folder, layout, resolution)
     except Exception as exc:  # noqa: BLE001
         return failed(check, f"the layout's preprocessing cannot be built from its file: {error_line(exc)}")
     pairs, problems = {}, []
@@ -139,7 +141,7 @@ def check_host_preprocessing(image: Artifact, layout: Layout) -> CheckResult:
         for name, v in pixels.items()
         if not v <= budget
     ]
-    if not problems:  # the same image graph on both: recorded (with synthetic weights it says nothing real)
+    if not problems and image is not None:  # the image graph on both: recorded (synthetic weights say nothing real)
         try:
             graph = onnx_output(image, np.stack([a for a, _ in pairs.values()]))
             host = onnx_output(image, np.stack([b for _, b in pairs.values()]))
@@ -150,26 +152,26 @@ def check_host_preprocessing(image: Artifact, layout: Layout) -> CheckResult:
     return verdict(check, problems, figures, f"{len(photos)} photographs preprocessed as clip does")
 
 
-def check_host_tokenizer(text: Artifact, layout: Layout) -> CheckResult:
+def check_host_tokenizer(folder: Path, variant: Variant, layout: Layout) -> CheckResult:
     """The layout's tokenizer files against `clip.tokenize`, up to and including the first EOT (the padding
     differs by design: 49407 against 0), on the edge texts and the parity prompts."""
     check = "host_tokenizer"
     sub = layout.tokenizer.get("folder", "")
-    unusable = _unusable(layout, text.folder, "tokenizer", check)
+    unusable = _unusable(layout, folder, "tokenizer", check)
     if unusable:
         return unusable
-    context = text.variant.context_length
+    context = variant.context_length
     texts = [t for case in inputs.EDGE_TEXTS.values() for t in case] + inputs.prompts(8) + list(HOST_TEXTS)
     try:
         from transformers import AutoTokenizer
 
-        tokenizer = AutoTokenizer.from_pretrained(str(text.folder / sub))
+        tokenizer = AutoTokenizer.from_pretrained(str(folder / sub))
         theirs = np.asarray(
             tokenizer(texts, padding="max_length", max_length=context, truncation=True)["input_ids"], np.int64
         )
     except Exception as exc:  # noqa: BLE001
         return failed(check, f"the layout's tokenizer failed: {error_line(exc)}")
-    ours = inputs.tokens(texts, text.variant).astype(np.int64)
+    ours = inputs.tokens(texts, variant).astype(np.int64)
     pad = layout.graphs[0].text.pad_token
     problems = []
     for i, (a, b) in enumerate(zip(ours, theirs, strict=True)):
@@ -181,7 +183,7 @@ def check_host_tokenizer(text: Artifact, layout: Layout) -> CheckResult:
             problems.append(
                 f"text {i} ({texts[i][:40]!r}): ids {b[:end].tolist()[:12]} ... != clip's {a[:end].tolist()[:12]}"
             )
-    figures = {"texts": len(texts), "mismatches": len(problems), "tokenizer": str(text.folder / sub)}
+    figures = {"texts": len(texts), "mismatches": len(problems), "tokenizer": str(folder / sub)}
     return verdict(check, problems[:5], figures, f"{len(texts)} texts tokenised as clip.tokenize does")
 
 
@@ -252,12 +254,17 @@ def _layout(s: Subject) -> Layout:
     return s.layout
 
 
+def _folder(s: Subject) -> Path:
+    assert s.case.bundle is not None, f"{s.case.id} is a fresh export: host checks read another tool's folder"
+    return s.case.bundle
+
+
 def run_host_preprocessing(s: Subject, _: None) -> CheckResult:
-    return check_host_preprocessing(s.artifacts[EncoderKind.IMAGE], _layout(s))
+    return check_host_preprocessing(_folder(s), s.variant, _layout(s), s.artifacts.get(EncoderKind.IMAGE))
 
 
 def run_host_tokenizer(s: Subject, _: None) -> CheckResult:
-    return check_host_tokenizer(s.artifacts[EncoderKind.TEXT_FULL], _layout(s))
+    return check_host_tokenizer(_folder(s), s.variant, _layout(s))
 
 
 def run_producer_reference(s: Subject, _: None) -> CheckResult:

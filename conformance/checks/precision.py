@@ -11,7 +11,7 @@ import numpy as np
 import onnx
 
 from conformance.artifact import Artifact, ArtifactError
-from conformance.case import Precision
+from conformance.case import Precision, Target
 from conformance.graph import load_structure
 from conformance.results import CheckResult, failed, verdict
 
@@ -19,8 +19,8 @@ CHECK = "realised_precision"
 MIN_SHARE = 0.9  # of the weights that the claimed precision covers (fp32 weights kept by policy stay below 10%)
 FLOATS = {onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.BFLOAT16, onnx.TensorProto.DOUBLE}
 MATRIX_OPS = {"MatMul", "Gemm", "Conv"}
-FOUR_BIT_OPS = {"MatMulNBits", "MatMulBnb4"}  # onnxruntime's weight-only 4-bit MatMuls: B packs two weights a byte
-FOUR_BIT = (Precision.INT4, Precision.NF4)
+# onnxruntime's weight-only 4-bit MatMuls (B packs two weights a byte), by the precision each realises
+FOUR_BIT_OPS = {Precision.INT4: "MatMulNBits", Precision.NF4: "MatMulBnb4"}
 
 
 def _elements(tensor: onnx.TensorProto) -> int:
@@ -56,11 +56,23 @@ def fp32_matrix_weights(model: onnx.ModelProto, types: frozenset[int] = frozense
     return sum(fp32[name] for name in used if name in fp32)
 
 
-def packed_four_bit(model: onnx.ModelProto) -> int:
-    """Bytes of 4-bit weights that MatMulNBits and MatMulBnb4 unpack (two weights a byte)."""
+def _four_bit_nodes(model: onnx.ModelProto, ops: set[str]) -> list[onnx.NodeProto]:
+    """The MatMulNBits (at bits 4, its default: 8 is a weight-only 8-bit graph) and MatMulBnb4 nodes among `ops`."""
+    bits = {n.name: next((a.i for a in n.attribute if a.name == "bits"), 4) for n in model.graph.node}
+    return [n for n in model.graph.node if n.op_type in ops and len(n.input) > 1 and bits[n.name] == 4]
+
+
+def packed_four_bit(model: onnx.ModelProto, ops: set[str] | None = None) -> int:
+    """Bytes of 4-bit weights that MatMulNBits and MatMulBnb4 (or just `ops`) unpack (two weights a byte)."""
     stored = {name: _elements(t) for name, t in stored_tensors(model) if t.data_type == onnx.TensorProto.UINT8}
-    used = {node.input[1] for node in model.graph.node if node.op_type in FOUR_BIT_OPS and len(node.input) > 1}
+    used = {n.input[1] for n in _four_bit_nodes(model, ops or set(FOUR_BIT_OPS.values()))}
     return sum(stored.get(name, 0) for name in used)
+
+
+def _scale_types(model: onnx.ModelProto) -> set[str]:
+    """The storage types of MatMulNBits' block scales (q4: float; q4f16: float16, with the compute)."""
+    types = {name: onnx.TensorProto.DataType.Name(t.data_type) for name, t in stored_tensors(model)}
+    return {types.get(n.input[2], "?") for n in _four_bit_nodes(model, {"MatMulNBits"}) if len(n.input) > 2}
 
 
 def _share(part: int, whole: int) -> float:
@@ -81,10 +93,11 @@ def check_realised_precision(artifact: Artifact) -> CheckResult:
     figures = {"claimed": str(claimed), "stored_elements": dict(stored), "fp32_matrix_weights": left}
     figures["four_bit_weights"] = 2 * packed
     problems = []
-    if claimed == Precision.FP32 and (stored["FLOAT16"] or stored["BFLOAT16"] or eight_bit or packed):
+    four = 2 * packed + stored["INT4"] + stored["UINT4"]  # packed by onnxruntime's ops, or QDQ int4 tensors
+    if claimed == Precision.FP32 and (stored["FLOAT16"] or stored["BFLOAT16"] or eight_bit or four):
         problems.append(
             f"claims fp32 but stores {stored['FLOAT16'] + stored['BFLOAT16']} 16-bit, {eight_bit} 8-bit and "
-            f"{2 * packed} 4-bit weight elements"
+            f"{four} 4-bit weight elements"
         )
     elif claimed == Precision.FP16:
         share = figures["fp16_share"] = _share(stored["FLOAT16"], floats)
@@ -97,12 +110,17 @@ def check_realised_precision(artifact: Artifact) -> CheckResult:
                 f"claims int8 but only {share:.0%} of its matrix weights are 8-bit ({left} fp32 elements that "
                 "MatMul, Gemm or Conv use directly)" + (f"; {2 * packed} weights are 4-bit" if packed else "")
             )
-    elif claimed in FOUR_BIT:
-        floating = fp32_matrix_weights(model, frozenset(FLOATS))  # q4f16 keeps its other weights fp16
-        share = figures["four_bit_share"] = _share(2 * packed, 2 * packed + floating)
+    elif claimed in FOUR_BIT_OPS:
+        op, floating = FOUR_BIT_OPS[claimed], fp32_matrix_weights(model, frozenset(FLOATS))  # q4f16: fp16 others
+        own = 2 * packed_four_bit(model, {op})
+        share = figures["four_bit_share"] = _share(own, 2 * packed + floating)
         if share < MIN_SHARE:
             problems.append(
-                f"claims {claimed} (weight-only 4-bit) but only {share:.0%} of its matrix weights are 4-bit "
-                f"MatMulNBits/MatMulBnb4 weights ({floating} float elements that MatMul, Gemm or Conv use directly)"
+                f"claims {claimed} (weight-only 4-bit, {op}) but only {share:.0%} of its matrix weights are {op} "
+                f"weights ({2 * packed - own} are another 4-bit op's; {floating} float elements that MatMul, Gemm "
+                "or Conv use directly)"
             )
+        scales, wanted = _scale_types(model), "FLOAT16" if artifact.case.target == Target.Q4F16 else "FLOAT"
+        if claimed == Precision.INT4 and scales and scales != {wanted}:
+            problems.append(f"claims {artifact.case.target}, whose MatMulNBits scales are {wanted}; they are {scales}")
     return verdict(CHECK, problems, figures, f"weights stored as {claimed} claims")

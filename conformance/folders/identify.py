@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from conformance.artifact import ArtifactError
 from conformance.graph import graph_inputs, graph_outputs, load_path
 from conformance.layouts import SUITE, SUITE_MARKER, Layout, NoLayout, SeveralLayouts, by_names, get, layouts, wants
 
@@ -23,22 +22,29 @@ def _io(path: Path) -> tuple[dict[str, str], list[str]] | None:
     empty (zero bytes parse as an empty graph): bundle_integrity says so, and nothing identifies a layout by it."""
     try:
         model = load_path(path)
-    except ArtifactError:
+        if not model.graph.input and not model.graph.output:
+            return None
+        return {s.name: s.elem_type for s in graph_inputs(model)}, [s.name for s in graph_outputs(model)]
+    except Exception:  # noqa: BLE001 - unreadable, or an input of no tensor type: the folder check and contract say
         return None
-    if not model.graph.input and not model.graph.output:
-        return None
-    return {s.name: s.elem_type for s in graph_inputs(model)}, [s.name for s in graph_outputs(model)]
 
 
 def graph_problems(folder: Path, layout: Layout) -> list[str]:
-    """How the layout's graphs present in `folder` differ from what identifies them (empty: they are its)."""
+    """How the layout's graphs present in `folder` differ from what identifies them (empty: they are its): each
+    graph's fp32 file, or where the folder lacks it the first sibling it holds (a cache of `_quantized` graphs of
+    another model with transformers.js's names is not taken for CLIP's)."""
     problems = []
     for file in layout.files:
-        found = _io(folder / file) if (folder / file).is_file() else None
+        held = [
+            layout.sibling(file, s) for s in [None, *layout.siblings] if (folder / layout.sibling(file, s)).is_file()
+        ]
+        found = _io(folder / held[0]) if held else None
         mismatch = layout.graph_mismatch(file, *found) if found else []
         if found and mismatch:
             takes = ", ".join(f"{n} ({d})" for n, d in found[0].items()) or "nothing"
-            problems.append(f"{file} takes {takes} and gives {', '.join(found[1]) or 'nothing'}: {', '.join(mismatch)}")
+            problems.append(
+                f"{held[0]} takes {takes} and gives {', '.join(found[1]) or 'nothing'}: {', '.join(mismatch)}"
+            )
     return problems
 
 

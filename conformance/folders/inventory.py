@@ -12,11 +12,14 @@ from conformance.layouts import Layout
 MAX_LISTED = 400  # a model repository has a few dozen files; a folder with more is listed this far, then counted
 
 
-def _digest(path: Path) -> str:
+def _digest(path: Path) -> str | None:
     sha = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            sha.update(block)
+    try:
+        with path.open("rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                sha.update(block)
+    except OSError:  # unreadable: the folder check says so where it reads the graph
+        return None
     return sha.hexdigest()
 
 
@@ -35,21 +38,27 @@ def _graphs(folder: Path, layout: Layout) -> dict[str, str]:
     return read
 
 
-def _repeats(folder: Path, layout: Layout) -> dict[str, str]:
-    """Siblings of one graph that are byte-identical (transformers.js's `_quantized` is `_int8` for the text graph,
-    `_uint8` for the vision graph): the same recipe, checked once more under its other name."""
-    found: dict[str, str] = {}
+def repeats(folder: Path, layout: Layout) -> dict[str, tuple[str, bool]]:
+    """Siblings of one graph that are byte-identical to an earlier one: file -> (that file, whether the layout reads
+    both as one target). transformers.js's `_quantized` is its `_int8` for the text graph and its `_uint8` for the
+    vision graph: one recipe under two names. Two targets in the same bytes (a `_q4f16` that is the `_q4`) mean one
+    of them is not what its name says."""
+    found: dict[str, tuple[str, bool]] = {}
     for encoder in layout.encoders:
-        files = [layout.file(encoder, s) for s in layout.siblings if (folder / layout.file(encoder, s)).is_file()]
-        sizes = [(folder / f).stat().st_size for f in files]
+        suffixes = [s for s in layout.siblings if (folder / layout.file(encoder, s)).is_file()]
+        sizes = [(folder / layout.file(encoder, s)).stat().st_size for s in suffixes]
         first: dict[str, str] = {}
-        for file, size in zip(files, sizes, strict=True):
-            if sizes.count(size) < 2:
+        for suffix, size in zip(suffixes, sizes, strict=True):
+            if size == 0 or sizes.count(size) < 2:
                 continue  # only files of one size can be the same bytes: a few hundred MB each are not hashed
-            digest = _digest(folder / file)
+            file, digest = layout.file(encoder, suffix), _digest(folder / layout.file(encoder, suffix))
+            if digest is None:
+                continue
             if digest in first:
-                found[file] = f"byte-identical to {first[digest]}: the same recipe"
-            first.setdefault(digest, file)
+                earlier = first[digest]
+                same = layout.siblings[suffix].target == layout.siblings[earlier].target
+                found[file] = (layout.file(encoder, earlier), same)
+            first.setdefault(digest, suffix)
     return found
 
 
@@ -71,12 +80,15 @@ def _host(layout: Layout) -> dict[str, str]:
 def inventory(folder: Path, layout: Layout) -> dict[str, str]:
     """Each file under `folder` (relative path) -> what the suite read it as, or why it did not."""
     read = {**_host(layout), **_graphs(folder, layout)}
-    for file, note in _repeats(folder, layout).items():
-        read[file] = f"{read[file]}; {note}"
-    files = sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
+    for file, (earlier, same) in repeats(folder, layout).items():
+        note = "the same recipe" if same else "another target: one of them is not what its name says"
+        read[file] = f"{read[file]}; byte-identical to {earlier}: {note}"
+    files = sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file() or p.is_symlink())
     listed = {}
     for name in files[:MAX_LISTED]:
-        if name in read:
+        if not (folder / name).exists():
+            listed[name] = "not read: a link to nothing (an interrupted download or a pruned cache)"
+        elif name in read:
             listed[name] = read[name]
         elif name.endswith(".onnx"):
             listed[name] = f"not read: no graph or sibling of layout {layout.name} has this name"

@@ -79,7 +79,8 @@ class LayoutFolder:
         """Each graph in each form the folder holds (fp32, and each compiled sibling: transformers.js's `_fp16`,
         `_quantized`, `_uint8`, `_q4`, ...), and the graphs together per form."""
         graphs = [self.case(e, f) for e in self.encoders() for f in self.layout.forms(self.folder, e)]
-        return graphs, [self.case(None, f) for f in self.layout.forms(self.folder)]
+        forms = [None, *(f for f in self.layout.forms(self.folder) if f is not None)]  # the host checks run on None's
+        return graphs, [self.case(None, f) for f in forms]
 
     def held(self, case: Case) -> list[EncoderKind]:
         """The encoders whose graph in the case's form the folder holds."""
@@ -88,18 +89,26 @@ class LayoutFolder:
     def missing(self, case: Case) -> dict[str, str]:
         """What a check of the case may need that the folder lacks, by role: the image or text graph in its form
         (the encoders together), the fp32 graph a sibling is held to ("source")."""
-        if case.encoder is None:
+        if case.encoder is None:  # a tower absent in this form ("image"), or in every form ("image-tower")
             roles = {e: "image" if e == EncoderKind.IMAGE else "text" for e in self.layout.encoders}
-            held = self.held(case)
-            return {roles[e]: self.layout.file(e, case.sibling) for e in self.layout.encoders if e not in held}
+            held, towers = self.held(case), self.encoders()
+            lacking = {roles[e]: self.layout.file(e, case.sibling) for e in self.layout.encoders if e not in held}
+            return lacking | {
+                f"{roles[e]}-tower": self.layout.file(e, None) for e in self.layout.encoders if e not in towers
+            }
         fp32 = self.layout.file(case.encoder, None)
         return {"source": fp32} if case.sibling and not (self.folder / fp32).is_file() else {}
 
     def case(self, encoder: EncoderKind | None = None, sibling: str | None = None) -> Case:
         """One graph's case, or, with no encoder, the folder's graphs together; a compiled sibling's by its suffix."""
         target = self.layout.target(sibling)
-        held = [e for e in self.layout.encoders if (self.folder / self.layout.file(e, sibling)).is_file()]
-        file = self.layout.file(encoder or (held or self.layout.encoders)[0], sibling)
+        held = [
+            self.layout.file(e, sibling)
+            for e in self.layout.encoders
+            if (self.folder / self.layout.file(e, sibling)).is_file()
+        ]
+        anywhere = self.layout.present(self.folder)  # the fp32-form pair of a cache of siblings: their opset
+        file = self.layout.file(encoder, sibling) if encoder else (held or anywhere or [self.layout.files[0]])[0]
         return Case(
             self.variant,
             encoder,

@@ -109,8 +109,9 @@ class Layout:
         return [*self.files, *(self.sibling(f, t) for t in self.siblings for f in self.files)]
 
     def present(self, folder: Path) -> list[str]:
-        """The graph files of `folder` this layout reads: whichever of its fp32 graphs and their siblings it holds."""
-        return [f for f in self.graph_files() if (folder / f).is_file()]
+        """The graph files of `folder` this layout reads: whichever of its fp32 graphs and their siblings it holds (a
+        link to nothing too: the folder check says it cannot be read)."""
+        return [f for f in self.graph_files() if (folder / f).is_file() or (folder / f).is_symlink()]
 
     def absent(self, folder: Path) -> list[str]:
         """The fp32 graphs the layout has that `folder` lacks (a cache of `_quantized` graphs alone, one tower)."""
