@@ -38,10 +38,17 @@ class TargetRow:
         return "none"
 
 
+def folder_label(test: dict[str, Any]) -> str:
+    """The row label's tail for another tool's graph, " [folder sibling]" (which folder, which sibling); else ""."""
+    parts = [test.get("bundle") or test.get("layout"), test.get("sibling")]
+    return f" [{' '.join(str(p) for p in parts if p)}]" if test.get("layout") else ""
+
+
 def _group(test: dict[str, Any]) -> Group:
     target = test.get("target") or "onnx"
     if test.get("static_batch") is not None:
         target = f"{target} b{test['static_batch']}"
+    target += folder_label(test)  # another tool's folder and its sibling: `_quantized` and `_uint8` are two graphs
     if test.get("emulated_cpu"):  # its own row: the same graph's accuracy on another CPU, and no latency there
         target = f"{target} on {test['emulated_cpu']} (emulated)"
     return (test["variant"], target, test["exporter"], str(test["opset"]))

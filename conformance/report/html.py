@@ -10,7 +10,7 @@ import jinja2
 
 from conformance import atomic
 from conformance.registry import COLUMNS
-from conformance.report.compiled import compile_rows, scatter
+from conformance.report.compiled import compile_rows, folder_label, scatter
 
 # Worst first: the status a matrix cell shows when several tests share it.
 SEVERITY = ("error", "failed", "xpassed", "xfailed", "passed", "skipped")
@@ -31,7 +31,7 @@ def _row_key(test: dict[str, Any]) -> tuple[str, ...]:
     emulated = f" on {test['emulated_cpu']} (emulated)" if test.get("emulated_cpu") else ""
     return (
         test.get("variant") or "?",
-        (test.get("target") or "?") + emulated,
+        (test.get("target") or "?") + folder_label(test) + emulated,
         test.get("encoder") or "image+text",
         test.get("exporter") or "?",
         str(test.get("opset") or "?"),
