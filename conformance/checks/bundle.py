@@ -63,17 +63,18 @@ def check_layout_files(folder: Path, layout: Layout) -> CheckResult:
             np.load(folder / layout.projection, allow_pickle=False)
         except (OSError, ValueError, EOFError) as exc:
             problems.append(f"{layout.projection}: the text projection the host applies is unusable ({exc})")
-    # graphs beside them that no check reads (a sibling the layout does not know): said, not judged
-    beside = {str(p.relative_to(folder)) for f in graphs for p in (folder / f).parent.glob("*.onnx")}
-    unchecked = sorted(beside - set(graphs))
+    repeated = repeats(folder, layout)  # hashed once: the inventory notes them, mislabelled ones fail
+    files = inventory(folder, layout, repeated)  # every file: what it was read as, or why not (the report lists it)
+    # graphs in the folder that no check reads (a sibling the layout does not know): said, not judged
+    unchecked = [f for f, what in files.items() if f.endswith(".onnx") and what.startswith("not read")]
     figures: dict[str, Any] = {"bundle": str(folder), "layout": layout.name, "producer": layout.producer}
     figures["graphs"] = graphs
     figures["not_checked"] = unchecked
     figures["absent"] = absent = layout.absent(folder)  # a subset: checked with what it holds
-    figures["files"] = inventory(folder, layout)  # every file: what it was read as, or why not (the report lists it)
+    figures["files"] = files
     problems += [
         f"{file} is byte-identical to {earlier}, which the layout reads as another target: one is mislabelled"
-        for file, (earlier, same) in repeats(folder, layout).items()
+        for file, (earlier, same) in repeated.items()
         if not same
     ]
     note = f"; absent (checks that need them skip, naming them): {', '.join(absent)}" if absent else ""

@@ -77,10 +77,11 @@ def _host(layout: Layout) -> dict[str, str]:
     return host
 
 
-def inventory(folder: Path, layout: Layout) -> dict[str, str]:
-    """Each file under `folder` (relative path) -> what the suite read it as, or why it did not."""
+def inventory(folder: Path, layout: Layout, repeated: dict[str, tuple[str, bool]] | None = None) -> dict[str, str]:
+    """Each file under `folder` (relative path) -> what the suite read it as, or why it did not (`repeated`: what
+    `repeats` found, where the caller has it already)."""
     read = {**_host(layout), **_graphs(folder, layout)}
-    for file, (earlier, same) in repeats(folder, layout).items():
+    for file, (earlier, same) in (repeats(folder, layout) if repeated is None else repeated).items():
         note = "the same recipe" if same else "another target: one of them is not what its name says"
         read[file] = f"{read[file]}; byte-identical to {earlier}: {note}"
     files = sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file() or p.is_symlink())

@@ -84,7 +84,10 @@ class LayoutFolder:
 
     def held(self, case: Case) -> list[EncoderKind]:
         """The encoders whose graph in the case's form the folder holds."""
-        return [e for e in self.layout.encoders if (self.folder / self.layout.file(e, case.sibling)).is_file()]
+        return self._held(case.sibling)
+
+    def _held(self, sibling: str | None) -> list[EncoderKind]:
+        return [e for e in self.layout.encoders if (self.folder / self.layout.file(e, sibling)).is_file()]
 
     def missing(self, case: Case) -> dict[str, str]:
         """What a check of the case may need that the folder lacks, by role: the image or text graph in its form
@@ -102,13 +105,13 @@ class LayoutFolder:
     def case(self, encoder: EncoderKind | None = None, sibling: str | None = None) -> Case:
         """One graph's case, or, with no encoder, the folder's graphs together; a compiled sibling's by its suffix."""
         target = self.layout.target(sibling)
-        held = [
-            self.layout.file(e, sibling)
-            for e in self.layout.encoders
-            if (self.folder / self.layout.file(e, sibling)).is_file()
-        ]
-        anywhere = self.layout.present(self.folder)  # the fp32-form pair of a cache of siblings: their opset
-        file = self.layout.file(encoder, sibling) if encoder else (held or anywhere or [self.layout.files[0]])[0]
+        held = [self.layout.file(e, sibling) for e in self._held(sibling)]
+        # the fp32-form pair of a cache of siblings reads their opset
+        file = (
+            self.layout.file(encoder, sibling)
+            if encoder
+            else [*held, *self.layout.present(self.folder), self.layout.files[0]][0]
+        )
         return Case(
             self.variant,
             encoder,

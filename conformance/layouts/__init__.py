@@ -16,11 +16,11 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-__all__ = ["EOT_TOKEN", "GraphBinding", "Layout", "LayoutError", "TextRules", "get", "layouts"]
-
 from conformance.case import Profile, Target
 from conformance.encoders import EncoderKind
 from conformance.layouts.binding import EOT_TOKEN, GraphBinding, TextRules
+
+__all__ = ["EOT_TOKEN", "GraphBinding", "Layout", "LayoutError", "TextRules", "get", "layouts"]
 
 SUITE = "suite"  # the suite's own bundles (manifest.json); not a data file: conformance/bundle/ reads those
 SUITE_MARKER = "manifest.json"
