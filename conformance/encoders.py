@@ -58,6 +58,23 @@ class TextFullEncoder(_Wrapper):
         return self.model.encode_text(text)
 
 
+class UnprojectedImageEncoder(_Wrapper):
+    """A ViT's pooled token before the projection: `ln_post` of the class token (transformers' CLIPVisionModel's
+    pooler_output, which Optimum's vision-tower export gives). A reference only: no layout of the suite exports it."""
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        visual = self.model.visual
+        if not hasattr(visual, "ln_post"):
+            raise ValueError("a ResNet tower has no unprojected pooled token (its attention pool projects)")
+        pooled: list[torch.Tensor] = []
+        hook = visual.ln_post.register_forward_hook(lambda _m, _i, out: pooled.append(out))
+        try:
+            visual(image.type(self.model.dtype))
+        finally:
+            hook.remove()
+        return pooled[-1]
+
+
 _WRAPPERS: dict[EncoderKind, type[_Wrapper]] = {
     EncoderKind.IMAGE: ImageEncoder,
     EncoderKind.TEXT_SPLIT: TextSplitEncoder,
@@ -65,8 +82,17 @@ _WRAPPERS: dict[EncoderKind, type[_Wrapper]] = {
 }
 
 
+# What a layout's graph may give that no suite export does (GraphBinding.projected false): the reference's key.
+UNPROJECTED = "image-unprojected"
+
+
 def wrap(model: ClipModel, kind: EncoderKind | str) -> torch.nn.Module:
     return _WRAPPERS[EncoderKind(kind)](model)
+
+
+def reference_module(model: ClipModel, kind: EncoderKind | str) -> torch.nn.Module:
+    """The module a reference runs: an encoder's wrapper, or the unprojected image tower."""
+    return UnprojectedImageEncoder(model) if kind == UNPROJECTED else wrap(model, kind)
 
 
 def expected_dims(variant: Variant, encoder: EncoderKind) -> tuple[tuple[int, ...], tuple[int, ...]]:

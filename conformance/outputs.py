@@ -14,7 +14,7 @@ from collections import OrderedDict
 import numpy as np
 
 from conformance.artifact import Artifact
-from conformance.encoders import ClipModel, EncoderKind
+from conformance.encoders import UNPROJECTED, ClipModel, EncoderKind
 from conformance.runtime import run_onnx, run_torch
 
 BUDGET_BYTES = 512 * 2**20  # per store: ViT-L/14's text-split outputs run to 4 MB a batch of 16
@@ -61,7 +61,7 @@ def onnx_output(artifact: Artifact, array: np.ndarray) -> np.ndarray:
     return hit if hit is not None else _ONNX.put(key, artifact.case.group, run_onnx(artifact, array))
 
 
-def torch_output(model: ClipModel, encoder: EncoderKind, array: np.ndarray) -> np.ndarray:
+def torch_output(model: ClipModel, encoder: EncoderKind | str, array: np.ndarray) -> np.ndarray:
     """The torch reference of `model` (kept only while the model lives) on these inputs."""
     store = _TORCH.setdefault(model, _Store())
     key = (str(encoder), _digest(array))
@@ -71,9 +71,11 @@ def torch_output(model: ClipModel, encoder: EncoderKind, array: np.ndarray) -> n
 
 def reference_output(artifact: Artifact, model: ClipModel, array: np.ndarray) -> np.ndarray:
     """What `artifact`'s graph must give for `array`: the torch reference of its encoder on the ids as its layout's
-    host fits them to its context, L2-normalised where its layout's output is (another tool's embeddings often are)."""
+    host fits them to its context, before the projection where its layout's output is (Optimum's vision tower alone),
+    L2-normalised where its layout's output is (another tool's embeddings often are)."""
     fitted = artifact.binding.fitted(array) if artifact.binding is not None else array  # the host's context
-    expected = torch_output(model, artifact.encoder, fitted)
+    unprojected = artifact.binding is not None and not artifact.binding.projected
+    expected = torch_output(model, UNPROJECTED if unprojected else artifact.encoder, fitted)
     if artifact.binding is None or not artifact.binding.normalized:
         return expected
     return expected / np.linalg.norm(expected, axis=-1, keepdims=True)

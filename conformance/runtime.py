@@ -10,7 +10,7 @@ import torch
 
 from conformance.artifact import Artifact
 from conformance.batching import static_chunks
-from conformance.encoders import ClipModel, EncoderKind, wrap
+from conformance.encoders import ClipModel, EncoderKind, reference_module
 from conformance.sessions import SessionStore
 from conformance.versions import thread_count
 
@@ -130,7 +130,7 @@ def _run_once(artifact: Artifact, array: np.ndarray) -> np.ndarray:
 
 
 def run_torch(model: ClipModel, encoder: EncoderKind | str, array: np.ndarray) -> np.ndarray:
-    """The reference: the same wrapper that was exported, on the CPU in fp32."""
-    module = wrap(model, encoder)
+    """The reference: the same wrapper that was exported (or the unprojected image tower), on the CPU in fp32."""
+    module = reference_module(model, encoder)
     with torch.no_grad():
         return module(torch.from_numpy(array)).float().numpy()

@@ -44,7 +44,8 @@ def made(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     pytest.importorskip("open_clip", reason="the producers extra: pip install -e '.[producers]'")
     pytest.importorskip("onnxslim", reason="the producers extra: pip install -e '.[producers]'")
     from tests.helpers import TINY_VIT, synthetic
-    from tests.producers import immich_folder, optimum_folder, rknnzoo_folder, sophgo_folder
+    from tests.optimum import optimum_folder
+    from tests.producers import immich_folder, rknnzoo_folder, sophgo_folder
     from tests.transformersjs import convert
 
     root = tmp_path_factory.mktemp("producers")

@@ -30,61 +30,9 @@ from conformance.folders.layout import LayoutFolder
 from conformance.subject import Subject
 from conformance.variants import Variant
 from tests.helpers import TINY_VIT
+from tests.optimum import Edit, optimum_folder, optimum_st_folder, optimum_vision_folder
 
 IMMICH_OPSET = 17
-Edit = Callable[[Any], None]
-
-
-def hf_checkpoint(model: ClipModel, variant: Variant, checkpoint: Path) -> Any:
-    """An HF checkpoint folder converted from `model`: safetensors and config, tokenizer files from clip's BPE
-    vocabulary, OpenAI's image processor settings. Returns transformers' model."""
-    hf = producers.hf_clip_model(model, variant)
-    hf.save_pretrained(str(checkpoint))
-    producers.save_hf_tokenizer(checkpoint)
-    producers.hf_image_processor(variant.image_resolution).save_pretrained(str(checkpoint))
-    return hf
-
-
-def optimum_folder(model: ClipModel, variant: Variant, out: Path, work: Path, edit: Edit | None = None) -> Path:
-    """`optimum-cli export onnx --task zero-shot-image-classification` on an HF checkpoint converted from `model`
-    (tokenizer files from clip's BPE vocabulary, OpenAI's image processor settings). `edit` breaks the HF model
-    first (a negative control); optimum then exports the model in memory (onnx_export_from_model, what
-    main_export calls once it has loaded the checkpoint)."""
-    from optimum.exporters.onnx import main_export, onnx_export_from_model
-
-    checkpoint = work / "hf-checkpoint"
-    hf = hf_checkpoint(model, variant, checkpoint)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        if edit is None:
-            main_export(str(checkpoint), output=str(out), task="zero-shot-image-classification")
-        else:
-            edit(hf)
-            onnx_export_from_model(hf, str(out), task="zero-shot-image-classification")
-            for name in (
-                "tokenizer.json",
-                "tokenizer_config.json",
-                "vocab.json",
-                "merges.txt",
-                "preprocessor_config.json",
-            ):
-                if (checkpoint / name).is_file():
-                    (out / name).write_bytes((checkpoint / name).read_bytes())
-    return out
-
-
-def optimum_vision_folder(checkpoint: Path, out: Path, work: Path) -> Path:
-    """Optimum's `clip_vision_model` export: the vision tower alone, saved as transformers' CLIPVisionModel from an
-    HF CLIP checkpoint and exported with task feature-extraction (last_hidden_state, pooler_output). Its folder has
-    the file names of the zero-shot export (model.onnx, config.json), not its graphs."""
-    from optimum.exporters.onnx import main_export
-    from transformers import CLIPVisionModel
-
-    CLIPVisionModel.from_pretrained(str(checkpoint)).save_pretrained(str(work / "vision-checkpoint"))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        main_export(str(work / "vision-checkpoint"), output=str(out), task="feature-extraction")
-    return out
 
 
 RKNN_ZOO = Path(__file__).resolve().parent / "vendor" / "rknn_model_zoo" / "examples" / "clip" / "python"
@@ -249,8 +197,9 @@ def edit_file(path: Path, edit: Callable[[Any], None]) -> None:
 
 
 def main() -> None:
-    """`python -m tests.producers --variant ViT-B/32 --out DIR`: DIR/optimum, transformersjs, rknnzoo, sophgo and
-    immich from synthetic weights (`--seed`), for `pytest --artifacts=DIR/optimum ... --synthetic-reference`
+    """`python -m tests.producers --variant ViT-B/32 --out DIR`: DIR/optimum (and its sentence-transformers and
+    vision-tower exports, optimum-st and optimum-vision), transformersjs, rknnzoo, sophgo and immich from synthetic
+    weights (`--seed`), for `pytest --artifacts=DIR/optimum ... --synthetic-reference`
     (.ci/run does)."""
     import argparse
 
@@ -274,11 +223,14 @@ def main() -> None:
     model = weights.build_synthetic(variant, args.seed)  # never a checkpoint found in ~/.cache/clip
     with tempfile.TemporaryDirectory() as work:
         optimum_folder(model, variant, args.out / "optimum", Path(work))
-        convert(Path(work) / "hf-checkpoint", args.out / "transformersjs", tuple(args.modes))  # optimum's checkpoint
+        checkpoint = Path(work) / "hf-checkpoint"  # what optimum exported from
+        optimum_st_folder(checkpoint, args.out / "optimum-st", Path(work))
+        optimum_vision_folder(checkpoint, args.out / "optimum-vision", Path(work))
+        convert(checkpoint, args.out / "transformersjs", tuple(args.modes))
     rknnzoo_folder(args.out / "optimum", args.out / "rknnzoo")
     sophgo_folder(model, variant, args.out / "sophgo")
     immich_folder(model, variant, args.out / "immich")
-    print(f"wrote {args.out}/: optimum, transformersjs, rknnzoo (Rockchip's zoo), sophgo and immich")
+    print(f"wrote {args.out}/: optimum, optimum-st, optimum-vision, transformersjs, rknnzoo, sophgo and immich")
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 """Folders recognised by their graphs, not only their names. Another export that has a layout's file names (Optimum's
-vision tower alone writes model.onnx + config.json too) fails bundle_integrity with one message: what the layout's
+vision tower alone writes model.onnx + config.json too) is that other export's layout, and held to one it is not
+(--layout) it fails bundle_integrity with one message: what the layout's
 graphs take and give, what these take and give, and which layouts come closest; no check runs on its graphs as if
 they were that layout's, broken. Rewrites users make (an int32 mask, a debug output) keep a folder recognised."""
 
@@ -16,7 +17,8 @@ from conformance.layouts import NoLayout
 from tests.helpers import pytest_run
 
 pytest.importorskip("optimum.exporters.onnx", reason="the producers extra: pip install -e '.[producers]'")
-from tests.producers import copy_folder, edit_file, optimum_vision_folder
+from tests.optimum import optimum_vision_folder
+from tests.producers import copy_folder, edit_file
 
 
 @pytest.fixture(scope="module")
@@ -26,14 +28,18 @@ def vision_only(made, tmp_path_factory):
 
 
 def test_optimums_vision_tower_export_is_not_taken_for_its_zero_shot_export(vision_only):
-    result = check_bundle_integrity(vision_only)
+    assert identify.detect(vision_only) == "optimum-vision"  # its own layout (tests/test_optimum_exports.py)
+    result = check_bundle_integrity(vision_only, layout="optimum")  # naming the layout does not make the graphs its
     message = result.message
     assert not result.passed
     assert "has the file names of layout optimum (model.onnx, config.json) but not its graphs" in message, message
     assert "model.onnx takes pixel_values (float32) and gives last_hidden_state, pooler_output" in message, message
-    assert "no output 'logits_per_image'" in message and "Closest layouts by their graphs' names: " in message
+    assert (
+        "no output 'logits_per_image'" in message
+        and "Closest layouts by their graphs' names: optimum-vision" in message
+    )
     with pytest.raises(NoLayout, match="but not its graphs"):
-        identify.detect(vision_only, "optimum")  # naming the layout does not make the graphs its
+        identify.detect(vision_only, "optimum")
 
 
 def test_a_run_on_it_fails_the_folder_and_judges_no_graph_as_a_broken_zero_shot_export(
@@ -41,7 +47,12 @@ def test_a_run_on_it_fails_the_folder_and_judges_no_graph_as_a_broken_zero_shot_
 ):
     reports = tmp_path / "reports"
     run = pytest_run(
-        repo_root, "--variant=tiny-vit", "--latency=none", f"--artifacts={vision_only}", f"--report-dir={reports}"
+        repo_root,
+        "--variant=tiny-vit",
+        "--latency=none",
+        f"--artifacts={vision_only}",
+        "--layout=optimum",
+        f"--report-dir={reports}",
     )
     assert run.returncode == 1, run.stdout[-3000:]
     tests = json.loads((reports / "results.json").read_text())["tests"]

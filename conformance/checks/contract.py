@@ -73,6 +73,8 @@ def _expected_dim(spec: object, variant: Variant) -> object:
         "context": variant.context_length,
         "embed": variant.embed_dim,
         "width": variant.transformer_width,
+        "vision_width": variant.vision_width,  # a ViT's token width (Optimum's vision tower alone gives it)
+        "image_tokens": (variant.image_resolution // (variant.vision_patch_size or 1)) ** 2 + 1,  # patches + class
     }
     return named.get(spec, spec) if isinstance(spec, str) else spec
 

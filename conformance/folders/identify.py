@@ -48,6 +48,17 @@ def graph_problems(folder: Path, layout: Layout) -> list[str]:
     return problems
 
 
+def _declared(folder: Path, layout: Layout) -> int:
+    """How many of the input and output names of the layout's graphs in `folder` the layout declares."""
+    if layout.name == SUITE:
+        return 0
+    found: set[str] = set()
+    for file in layout.present(folder):
+        io = _io(folder / file)
+        found |= set(io[0]) | set(io[1]) if io else set()
+    return len(layout.io_names() & found)
+
+
 def closest(folder: Path) -> list[str]:
     """The layouts whose graphs' input and output names overlap most with those of the graphs in `folder`."""
     found: set[str] = set()
@@ -85,6 +96,14 @@ def detect(folder: Path, forced: str | None = None) -> str:
     named = by_names(folder)
     mismatched = {n: graph_problems(folder, get(n)) for n in named if n != SUITE}
     matched = [n for n in named if not mismatched.get(n)]
+    if len(matched) > 1:  # the one that declares most of the graphs' names (Optimum's zero-shot graph also gives
+        # the two embeddings its sentence-transformers export gives alone, and its logits besides)
+        declared = {n: _declared(folder, get(n)) for n in matched}
+        best = max(declared.values())
+        matched = [n for n in matched if declared[n] == best]
+        if best == 0:  # unreadable graphs: of the layouts reading the same files, the first (its folder check says
+            # they cannot be read); layouts reading other files still make the folder ambiguous
+            matched = list({tuple(get(n).present(folder)): n for n in reversed(matched)}.values())[::-1]
     if len(matched) == 1:
         return matched[0]
     if len(matched) > 1:

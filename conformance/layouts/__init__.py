@@ -27,6 +27,7 @@ SUITE_MARKER = "manifest.json"
 CONTEXT = 77  # CLIP's context length (every variant's)
 MASKS = ("none", "through-last-token")
 POOLINGS = ("argmax", "first-eot")
+NO_TEXT = TextRules("int64", 0, "none", "argmax")  # a layout of image graphs alone feeds no ids
 
 
 class LayoutError(ValueError):
@@ -186,7 +187,9 @@ def _to_longest(contract: dict[str, Any], tokens: str | None) -> bool:
 def _parse(name: str, raw: dict[str, Any]) -> Layout:
     where = f"conformance/layouts/{name}.toml"
     try:
-        text = _text_rules(raw["text"], where)
+        text = _text_rules(raw["text"], where) if "text" in raw else NO_TEXT
+        if "text" not in raw and any(g["encoder"] != EncoderKind.IMAGE for g in raw["graphs"]):
+            raise LayoutError(f"{where}: a text graph needs [text] (how its ids are fed)")
         batch = raw.get("batch")
         graphs = tuple(
             GraphBinding(
@@ -199,6 +202,7 @@ def _parse(name: str, raw: dict[str, Any]) -> Layout:
                 text,
                 batch,
                 _to_longest(raw["contract"].get(g["file"], {}), g["inputs"].get("tokens")),
+                bool(g.get("projected", True)),
             )
             for g in raw["graphs"]
         )
@@ -231,6 +235,8 @@ def _parse(name: str, raw: dict[str, Any]) -> Layout:
     if text.context is not None and any(g.encoder == EncoderKind.TEXT_SPLIT for g in graphs):
         raise LayoutError(f"{where}: a host context applies to pooled text graphs, not to hidden states (text-split)")
     for g in graphs:
+        if not g.projected and g.encoder != EncoderKind.IMAGE:
+            raise LayoutError(f"{where}: graph {g.file}: only an image graph may give its unprojected pooled token")
         roles = set(g.inputs)
         needed = {"pixels" if g.encoder == EncoderKind.IMAGE else "tokens"}
         masked = "tokens" in roles and (text.mask != "none")  # a graph that takes ids takes the mask [text] builds

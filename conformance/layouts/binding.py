@@ -36,6 +36,7 @@ class GraphBinding:
     # the host pads a batch to its longest text (the contract's sequence axis is "symbolic": transformers'
     # tokenizers), so the ids are fed that wide, as they will be; a batch holding a full-context text is fed at 77
     to_longest: bool = False
+    projected: bool = True  # false: the pooled token before the projection (Optimum's clip_vision_model export)
 
     @property
     def input_name(self) -> str:
