@@ -21,6 +21,10 @@ class EncoderKind(StrEnum):
 # `Tensor | Module`, so `model.encode_image(...)` would not type-check.
 ClipModel = Any
 
+# clip's `preprocess` normalisation (torchvision Normalize after ToTensor's /255): what the reference's pixels mean
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+
 INPUT_NAME = {EncoderKind.IMAGE: "image", EncoderKind.TEXT_SPLIT: "text", EncoderKind.TEXT_FULL: "text"}
 OUTPUT_NAME = "output"
 

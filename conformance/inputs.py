@@ -14,14 +14,13 @@ import torch
 from hypothesis import strategies as st
 
 from conformance.clipcompat import clip
-from conformance.encoders import EncoderKind
+from conformance.encoders import CLIP_MEAN, CLIP_STD, EncoderKind
 from conformance.tokenizer import EOT, EOT_TEXT, SOT, decoded
 from conformance.tolerances import limits
 from conformance.variants import Variant
 
 # CLIP's preprocessing constants: images are fed normalised, as `clip.load`'s transform leaves them.
-MEAN = (0.48145466, 0.4578275, 0.40821073)
-STD = (0.26862954, 0.26130258, 0.27577711)
+MEAN, STD = CLIP_MEAN, CLIP_STD
 _MEAN = np.array(MEAN, dtype=np.float32).reshape(3, 1, 1)
 _STD = np.array(STD, dtype=np.float32).reshape(3, 1, 1)
 

@@ -17,14 +17,13 @@ import torch
 
 from conformance.architecture import architecture_mismatch
 from conformance.clipcompat import clip
-from conformance.encoders import ClipModel
+from conformance.encoders import CLIP_MEAN, CLIP_STD, ClipModel
 from conformance.results import error_line
 from conformance.variants import Variant
 from conformance.weights import LoadedModel, Provenance, WeightsError, build_from_state_dict, sha256_of
 
 EXTRA = "pip install -e '.[producers]'"
-OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
-OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
+OPENAI_MEAN, OPENAI_STD = CLIP_MEAN, CLIP_STD
 
 
 def missing(library: str) -> str | None:

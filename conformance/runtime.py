@@ -69,6 +69,7 @@ _ORT_TYPES: dict[str, np.dtype] = {
         ("tensor(int32)", np.int32),
         ("tensor(int64)", np.int64),
         ("tensor(float16)", np.float16),
+        ("tensor(uint8)", np.uint8),  # an image's bytes (immich's fused visual graph)
     )
 }
 

@@ -44,8 +44,9 @@ def made(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     pytest.importorskip("open_clip", reason="the producers extra: pip install -e '.[producers]'")
     pytest.importorskip("onnxslim", reason="the producers extra: pip install -e '.[producers]'")
     from tests.helpers import TINY_VIT, synthetic
+    from tests.immich import immich_export
     from tests.optimum import optimum_folder
-    from tests.producers import immich_folder, rknnzoo_folder, sophgo_folder
+    from tests.producers import rknnzoo_folder, sophgo_folder
     from tests.transformersjs import convert
 
     root = tmp_path_factory.mktemp("producers")
@@ -56,6 +57,6 @@ def made(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         "transformersjs": convert(root / "work" / "hf-checkpoint", root / "transformersjs"),
         "rknnzoo": rknnzoo_folder(optimum, root / "rknnzoo"),
         "sophgo": sophgo_folder(model, TINY_VIT, root / "sophgo"),
-        "immich": immich_folder(model, TINY_VIT, root / "immich"),
+        "immich": immich_export(model, TINY_VIT, root / "immich"),  # its exporter at 9958ac9
         "hf-checkpoint": root / "work" / "hf-checkpoint",  # what optimum and transformers.js exported from
     }

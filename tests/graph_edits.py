@@ -8,6 +8,19 @@ from conformance.artifact import Artifact
 from tests.helpers import copy_artifact
 
 
+def pool_last_argmax(model) -> None:
+    """Every ArgMax takes the last maximum (select_last_index=1, set once: an export may already state 0): a text
+    graph that pools the last EOT instead of the first."""
+    import onnx
+
+    argmaxes = [n for n in model.graph.node if n.op_type == "ArgMax"]
+    assert argmaxes, "the text graph pools with an ArgMax"
+    for node in argmaxes:
+        kept = [a for a in node.attribute if a.name != "select_last_index"]
+        del node.attribute[:]
+        node.attribute.extend([*kept, onnx.helper.make_attribute("select_last_index", 1)])
+
+
 def rewire_output(model, sink: str) -> str:
     """Rename the graph output's producer to `raw_output`, so new nodes can compute the output from it."""
     for node in model.graph.node:

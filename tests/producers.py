@@ -1,17 +1,13 @@
 """Other tools' exports, made by those tools from the suite's synthetic weights (the `producers` extra).
 
-Each function writes a folder as its producer lays it out: Optimum's exporter on transformers' CLIPModel,
-transformers.js's own conversion script (vendored: tests/transformersjs.py), and immich's procedure (open_clip's
-OpenAI loader, `forward` pointed at encode_image / encode_text with normalize=True, torch.onnx.export at opset 17
-and batch 1 without dynamic axes). immich's exporter passes no `dynamo` flag; on torch >= 2.9 that means dynamo,
-whose conversion down to opset 17 fails on the text graph here (onnx's version converter,
-axes_input_to_attribute), so these use the TorchScript exporter, the default before torch 2.9. Nothing here
-imitates a graph by hand.
+Each function writes a folder as its producer lays it out: Optimum's exporter on transformers' CLIPModel
+(tests/optimum.py), transformers.js's own conversion script (vendored: tests/transformersjs.py), Rockchip's zoo cut
+and Sophgo's export guide, and immich's exporters (vendored: tests/immich.py). Nothing here imitates a graph by
+hand.
 """
 
 from __future__ import annotations
 
-import json
 import shutil
 import subprocess
 import sys
@@ -24,16 +20,13 @@ from typing import Any
 import onnx
 import torch
 
-from conformance import producers
 from conformance.encoders import ClipModel
 from conformance.folders.layout import LayoutFolder
 from conformance.subject import Subject
 from conformance.variants import Variant
 from tests.helpers import TINY_VIT
-from tests.optimum import Edit, optimum_folder, optimum_st_folder, optimum_vision_folder
-
-IMMICH_OPSET = 17
-
+from tests.immich import fuse_visual, immich_export
+from tests.optimum import optimum_folder, optimum_st_folder, optimum_vision_folder
 
 RKNN_ZOO = Path(__file__).resolve().parent / "vendor" / "rknn_model_zoo" / "examples" / "clip" / "python"
 
@@ -111,64 +104,6 @@ def sophgo_folder(model: ClipModel, variant: Variant, out: Path, cut_text: bool 
     return out
 
 
-class _Forward(torch.nn.Module):
-    """immich assigns `model.forward = encode_...`; a module around the bound method is the same graph."""
-
-    def __init__(self, encode: Any) -> None:
-        super().__init__()
-        self.encode = encode
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.encode(x, normalize=True)
-
-
-def immich_folder(
-    model: ClipModel, variant: Variant, out: Path, dynamic: bool = False, edit: Edit | None = None
-) -> Path:
-    """immich's exporter, on open_clip's model built from `model`'s OpenAI state dict. `dynamic` adds the
-    dynamic_axes immich leaves commented out (as older immich releases and other open_clip apps export); `edit`
-    breaks open_clip's model first (a negative control)."""
-    import open_clip
-
-    torch.backends.mha.set_fastpath_enabled(False)
-    built = producers.open_clip_model(model, variant)
-    if edit is not None:
-        edit(built)
-    for p in built.parameters():
-        p.requires_grad_(False)
-    visual, textual = out / "visual", out / "textual"
-    visual.mkdir(parents=True, exist_ok=True)
-    config = {  # what open_clip.get_model_config gives for a named model, which immich saves beside the folders
-        "embed_dim": variant.embed_dim,
-        "vision_cfg": {"image_size": variant.image_resolution, "layers": variant.vision_layers,
-                       "width": variant.vision_width, "patch_size": variant.vision_patch_size},
-        "text_cfg": {"context_length": variant.context_length, "vocab_size": variant.vocab_size,
-                     "width": variant.transformer_width, "heads": variant.transformer_heads,
-                     "layers": variant.transformer_layers},
-    }  # fmt: skip
-    (out / "config.json").write_text(json.dumps(config))
-    (visual / "preprocess_cfg.json").write_text(json.dumps(open_clip.get_model_preprocess_cfg(built)))
-    producers.save_hf_tokenizer(textual)
-    r, t = variant.image_resolution, variant.context_length
-    for encode, example, name, folder in (
-        (built.encode_image, torch.randn(1, 3, r, r), "image", visual),
-        (built.encode_text, torch.ones(1, t, dtype=torch.int32), "text", textual),
-    ):
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            torch.onnx.export(
-                _Forward(encode),
-                (example,),
-                str(folder / "model.onnx"),
-                input_names=[name],
-                output_names=["embedding"],
-                opset_version=IMMICH_OPSET,
-                dynamo=False,
-                dynamic_axes={name: {0: "batch_size"}} if dynamic else None,
-            )
-    return out
-
-
 def layout_subjects(
     folder: Path, layout: str, reference: bool = True, sibling: str | None = None
 ) -> tuple[dict[str, Subject], Subject]:
@@ -198,9 +133,9 @@ def edit_file(path: Path, edit: Callable[[Any], None]) -> None:
 
 def main() -> None:
     """`python -m tests.producers --variant ViT-B/32 --out DIR`: DIR/optimum (and its sentence-transformers and
-    vision-tower exports, optimum-st and optimum-vision), transformersjs, rknnzoo, sophgo and immich from synthetic
-    weights (`--seed`), for `pytest --artifacts=DIR/optimum ... --synthetic-reference`
-    (.ci/run does)."""
+    vision-tower exports, optimum-st and optimum-vision), transformersjs, rknnzoo, sophgo and immich (its three
+    exporters: immich, immich-towers, immich-fused) from synthetic weights (`--seed`), for
+    `pytest --artifacts=DIR/optimum ... --synthetic-reference` (.ci/run does)."""
     import argparse
 
     from conformance import weights
@@ -229,8 +164,12 @@ def main() -> None:
         convert(checkpoint, args.out / "transformersjs", tuple(args.modes))
     rknnzoo_folder(args.out / "optimum", args.out / "rknnzoo")
     sophgo_folder(model, variant, args.out / "sophgo")
-    immich_folder(model, variant, args.out / "immich")
-    print(f"wrote {args.out}/: optimum, optimum-st, optimum-vision, transformersjs, rknnzoo, sophgo and immich")
+    immich_export(model, variant, args.out / "immich")  # its exporter at 9958ac9
+    immich_export(model, variant, args.out / "immich-towers", "29208ae")
+    shutil.copytree(args.out / "immich-towers", args.out / "immich-fused")
+    fuse_visual(args.out / "immich-fused" / "visual" / "model.onnx")  # 807c9b1's fuse_visual_input
+    print(f"wrote {args.out}/: optimum, optimum-st, optimum-vision, transformersjs, rknnzoo, sophgo, immich, "
+          "immich-towers and immich-fused")  # fmt: skip
 
 
 if __name__ == "__main__":

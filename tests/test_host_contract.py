@@ -17,6 +17,7 @@ from tests.helpers import TINY_VIT, pytest_run, synthetic
 
 pytest.importorskip("optimum.exporters.onnx", reason="the producers extra: pip install -e '.[producers]'")
 pytest.importorskip("open_clip", reason="the producers extra: pip install -e '.[producers]'")
+from tests.graph_edits import pool_last_argmax
 from tests.producers import copy_folder, edit_file, layout_subjects
 
 LAYOUTS = ("optimum", "immich")
@@ -70,14 +71,49 @@ def test_a_producer_conversion_slip_is_a_reference_problem(made, monkeypatch):
     assert not result.passed and "transformers" in result.message
 
 
-def test_a_tokenizer_that_pads_otherwise_than_its_layout_fails(made, tmp_path):
-    """immich's graph pools the argmax of the ids: its server's padding must be what the layout says it feeds."""
-    folder = copy_folder(made, "immich", tmp_path)
-    config = folder / "textual" / "tokenizer_config.json"
-    config.write_text(json.dumps({**json.loads(config.read_text()), "pad_token": "!"}))  # id 0, clip.tokenize's pad
+def _pads_with(made, tmp_path, token, layout="immich", config="textual/tokenizer_config.json"):
+    folder = copy_folder(made, layout, tmp_path)
+    config = folder / config
+    config.write_text(json.dumps({**json.loads(config.read_text()), "pad_token": token}))
+    return folder
+
+
+def test_padding_is_fed_where_the_host_pads_a_batch_to_its_longest_text(made, tmp_path):
+    """Optimum's host pads a batch to its longest text: the shorter texts carry the folder's padding, here a pad
+    token the tokenizer adds past CLIP's vocabulary (id 49408), which the graph cannot embed."""
+    folder = _pads_with(made, tmp_path, "<|pad|>", "optimum", "tokenizer_config.json")
+    _, pair = layout_subjects(folder, "optimum")
+    result = run_check("host_tokenizer", pair)
+    assert not result.passed and "cannot take the folder's padding" in result.message, result.message
+
+
+def test_a_pad_token_that_is_also_text_fails(made, tmp_path):
+    """ "!" (id 0, clip.tokenize's padding, and the pad token of some CLIP tokenizer configs) made the pad token:
+    the tokenizer then reads a "!" in a text as padding, so the ids before the first EOT differ."""
+    _, pair = layout_subjects(_pads_with(made, tmp_path, "!"), "immich")
+    result = run_check("host_tokenizer", pair)
+    assert not result.passed and "('ALL CAPS TEXT!!!'): ids" in result.message, result.message
+
+
+def test_a_tokenizer_that_pads_otherwise_passes_where_the_graph_cannot_see_it(made, tmp_path):
+    """immich's graph pools the argmax of the ids, the first EOT, whatever follows it: a server padding with the
+    start token where the layout assumes 49407 gives the same embeddings, which the check shows by running the
+    graph both ways."""
+    _, pair = layout_subjects(_pads_with(made, tmp_path, "<|startoftext|>"), "immich")
+    result = run_check("host_tokenizer", pair)
+    assert result.passed, result.message
+    assert "with [49406], the layout with 49407: fed so, the text graph's embeddings agree" in result.message
+    assert result.figures["texts_padded_otherwise"] > 30 and result.figures["max_abs_err"] < 1e-5
+
+
+def test_a_tokenizer_that_pads_otherwise_fails_where_the_graph_reads_the_padding(made, tmp_path):
+    """The same server, with a graph that pools the last maximum of the ids: fed the layout's padding (49407, the
+    EOT's id) it pools the last padding position, fed the server's it pools the EOT. The padding now matters."""
+    folder = _pads_with(made, tmp_path, "<|startoftext|>")
+    edit_file(folder / "textual" / "model.onnx", pool_last_argmax)
     _, pair = layout_subjects(folder, "immich")
     result = run_check("host_tokenizer", pair)
-    assert not result.passed and "the tokenizer pads with [0], the layout with 49407" in result.message
+    assert not result.passed and "and that moves the embeddings" in result.message, result.message
 
 
 def test_an_hf_checkpoint_is_a_reference_bitwise_equal_to_clips(made):

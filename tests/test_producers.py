@@ -22,7 +22,9 @@ from tests.helpers import TINY_VIT, pytest_run, synthetic
 
 pytest.importorskip("optimum.exporters.onnx", reason="the producers extra: pip install -e '.[producers]'")
 pytest.importorskip("open_clip", reason="the producers extra: pip install -e '.[producers]'")
-from tests.producers import copy_folder, edit_file, immich_folder, layout_subjects
+from tests.graph_edits import pool_last_argmax
+from tests.immich import immich_export
+from tests.producers import copy_folder, edit_file, layout_subjects
 
 LAYOUTS = ("optimum", "transformersjs", "rknnzoo", "sophgo", "immich")
 CONFIGURED = ("optimum", "transformersjs", "immich")  # the zoos' folders have no config.json
@@ -83,14 +85,7 @@ def test_a_baked_batch_fails_the_optimum_contract_and_batch_checks(made, tmp_pat
 def test_pooling_the_last_eot_fails_parity(made, layout, tmp_path):
     folder = copy_folder(made, layout, tmp_path)
     path = folder / layouts.get(layout).binding(EncoderKind.TEXT_FULL).file
-
-    def last_index(model) -> None:
-        argmax = [n for n in model.graph.node if n.op_type == "ArgMax"]
-        assert argmax, "the producer's text graph pools with an ArgMax"
-        for node in argmax:
-            node.attribute.append(onnx.helper.make_attribute("select_last_index", 1))
-
-    edit_file(path, last_index)
+    edit_file(path, pool_last_argmax)
     graphs, _ = layout_subjects(folder, layout)
     assert not run_check("parity", graphs["text-full"]).passed
 
@@ -102,7 +97,7 @@ def test_a_dropped_text_projection_fails_contract_and_parity(tmp_path):
     def drop(model) -> None:
         model.text_projection = None
 
-    folder = immich_folder(synthetic(TINY_VIT).model, TINY_VIT, tmp_path / "immich", edit=drop)
+    folder = immich_export(synthetic(TINY_VIT).model, TINY_VIT, tmp_path / "immich", edit=drop)
     graphs, _ = layout_subjects(folder, "immich")
     contract = run_check("io_contract", graphs["text-full"])
     assert not contract.passed and "the layout's contract is embed = 96" in contract.message
@@ -185,9 +180,9 @@ def test_external_data_outside_the_folder_fails_it(made, tmp_path):
     assert not result.passed and "outside the folder" in result.message
 
 
-def test_weights_stored_in_fp16_constant_nodes_fail_an_fp32_claim(made, tmp_path):
-    """immich's TorchScript graphs hold every weight in a Constant node, not an initializer: a producer that stores
-    them in fp16 (cast back to fp32 at run time) still claims fp32 and must be caught."""
+def test_weights_stored_in_fp16_fail_an_fp32_claim(made, tmp_path):
+    """A producer that stores immich's weights in fp16, cast back to fp32 at run time (in initializers, or in
+    Constant nodes as older TorchScript exports hold them), still claims fp32 and must be caught."""
     from onnx import numpy_helper
 
     folder = copy_folder(made, "immich", tmp_path)
@@ -195,6 +190,13 @@ def test_weights_stored_in_fp16_constant_nodes_fail_an_fp32_claim(made, tmp_path
     assert run_check("realised_precision", graphs["image"]).passed
 
     def store_fp16(model) -> None:
+        for tensor in list(model.graph.initializer):
+            array = numpy_helper.to_array(tensor)
+            if array.dtype != np.float32 or array.size < 1000:
+                continue
+            tensor.CopyFrom(numpy_helper.from_array(array.astype(np.float16), f"{tensor.name}_fp16"))
+            name = tensor.name.removesuffix("_fp16")
+            model.graph.node.insert(0, onnx.helper.make_node("Cast", [tensor.name], [name], to=onnx.TensorProto.FLOAT))
         for node in [n for n in model.graph.node if n.op_type == "Constant"]:
             value = next(a for a in node.attribute if a.name == "value")
             array = numpy_helper.to_array(value.t)
@@ -212,7 +214,7 @@ def test_weights_stored_in_fp16_constant_nodes_fail_an_fp32_claim(made, tmp_path
 
 
 def test_an_immich_style_export_with_a_dynamic_batch_gets_the_batch_checks(tmp_path):
-    folder = immich_folder(synthetic(TINY_VIT).model, TINY_VIT, tmp_path / "immich", dynamic=True)
+    folder = immich_export(synthetic(TINY_VIT).model, TINY_VIT, tmp_path / "immich", dynamic=True)
     graphs, _ = layout_subjects(folder, "immich")
     for kind in ("image", "text-full"):
         assert graphs[kind].case.static_batch is None

@@ -162,19 +162,9 @@ def test_eot_edge_texts_have_two_eots_and_exact_lengths(tiny_cache):
 
 def _last_eot_wins(artifact, folder):
     """The text-full graph with ArgMax picking the *last* maximum: right for every text with one EOT."""
-    import onnx
+    from tests.graph_edits import edit_graph, pool_last_argmax
 
-    from tests.graph_edits import edit_graph
-
-    def edit(model) -> None:
-        argmaxes = [n for n in model.graph.node if n.op_type == "ArgMax"]
-        assert argmaxes
-        for node in argmaxes:
-            kept = [a for a in node.attribute if a.name != "select_last_index"]
-            del node.attribute[:]
-            node.attribute.extend([*kept, onnx.helper.make_attribute("select_last_index", 1)])
-
-    return edit_graph(artifact, folder, edit)
+    return edit_graph(artifact, folder, pool_last_argmax)
 
 
 def test_last_eot_wins_graph_fails_split_vs_full(tiny_cache, tmp_path):

@@ -74,8 +74,9 @@ def _expected_dim(spec: object, variant: Variant) -> object:
         "embed": variant.embed_dim,
         "width": variant.transformer_width,
         "vision_width": variant.vision_width,  # a ViT's token width (Optimum's vision tower alone gives it)
-        "image_tokens": (variant.image_resolution // (variant.vision_patch_size or 1)) ** 2 + 1,  # patches + class
     }
+    if variant.vision_patch_size:  # a ViT's patches and class token (a ResNet has none: the name stays unmatched)
+        named["image_tokens"] = (variant.image_resolution // variant.vision_patch_size) ** 2 + 1
     return named.get(spec, spec) if isinstance(spec, str) else spec
 
 

@@ -12,6 +12,7 @@ import numpy as np
 
 from conformance import inputs, producers
 from conformance.artifact import Artifact
+from conformance.checks.padding import padding_effect
 from conformance.clipcompat import clip
 from conformance.encoders import ClipModel, EncoderKind
 from conformance.layouts import EOT_TOKEN, Layout
@@ -152,9 +153,12 @@ def check_host_preprocessing(
     return verdict(check, problems, figures, f"{len(photos)} photographs preprocessed as clip does")
 
 
-def check_host_tokenizer(folder: Path, variant: Variant, layout: Layout) -> CheckResult:
-    """The layout's tokenizer files against `clip.tokenize`, up to and including the first EOT (the padding
-    differs by design: 49407 against 0), on the edge texts and the parity prompts."""
+def check_host_tokenizer(
+    folder: Path, variant: Variant, layout: Layout, text: Artifact | None = None, tol: Tolerance | None = None
+) -> CheckResult:
+    """The layout's tokenizer files against `clip.tokenize`, up to and including the first EOT, on the edge texts,
+    the parity prompts and mixed texts. Padding other than the layout assumes is judged by its effect: the `text`
+    graph fed both ways must give the same embeddings within `tol` (checks/padding.py); without a graph it fails."""
     check = "host_tokenizer"
     sub = layout.tokenizer.get("folder", "")
     unusable = _unusable(layout, folder, "tokenizer", check)
@@ -166,25 +170,39 @@ def check_host_tokenizer(folder: Path, variant: Variant, layout: Layout) -> Chec
         from transformers import AutoTokenizer
 
         tokenizer = AutoTokenizer.from_pretrained(str(folder / sub))
-        theirs = np.asarray(
-            tokenizer(texts, padding="max_length", max_length=context, truncation=True)["input_ids"], np.int64
-        )
+        encoded = tokenizer(texts, padding="max_length", max_length=context, truncation=True)
+        theirs = np.asarray(encoded["input_ids"], np.int64)
+        masks = np.asarray(encoded["attention_mask"], np.int64) if "attention_mask" in encoded else None
     except Exception as exc:  # noqa: BLE001
         return failed(check, f"the layout's tokenizer failed: {error_line(exc)}")
     ours = inputs.tokens(texts, variant).astype(np.int64)
     pad = layout.graphs[0].text.pad_token
-    problems = []
+    problems, padded, pads = [], [], set()
     for i, (a, b) in enumerate(zip(ours, theirs, strict=True)):
         end = int(np.argmax(a == EOT_TOKEN)) + 1
         padding = b[int(np.flatnonzero(a)[-1]) + 1 :]  # where clip.tokenize pads (with 0), after the last EOT
         if np.array_equal(a[:end], b[:end]) and not (padding == pad).all():
-            problems.append(f"text {i}: the tokenizer pads with {sorted(set(padding.tolist()))}, the layout with {pad}")
+            padded.append(i)
+            pads |= set(padding.tolist())
         elif not np.array_equal(a[:end], b[:end]):
             problems.append(
                 f"text {i} ({texts[i][:40]!r}): ids {b[:end].tolist()[:12]} ... != clip's {a[:end].tolist()[:12]}"
             )
-    figures = {"texts": len(texts), "mismatches": len(problems), "tokenizer": str(folder / sub)}
-    return verdict(check, problems[:5], figures, f"{len(texts)} texts tokenised as clip.tokenize does")
+    figures: dict[str, Any] = {"texts": len(texts), "mismatches": len(problems), "tokenizer": str(folder / sub)}
+    summary = f"{len(texts)} texts tokenised as clip.tokenize does"
+    if padded:
+        differs = f"the tokenizer pads {len(padded)} texts with {sorted(pads)}, the layout with {pad}"
+        if text is None or tol is None:
+            problems.append(f"{differs}, and there is no text graph to judge what that does")
+        else:
+            effect = padding_effect(text, ours[padded], theirs[padded], None if masks is None else masks[padded], tol)
+            figures |= effect.figures
+            problems += [f"{differs}, and that moves the embeddings: {p}" for p in effect.problems]
+            summary += (
+                f"; {differs}: fed so, the text graph's embeddings agree with the layout's feed (the padding follows "
+                "the first EOT, which causal attention keeps from the pooled token)"
+            )
+    return verdict(check, problems[:5], figures, summary)
 
 
 def check_producer_reference(variant: Variant, model: ClipModel, tol: Tolerance, layout: Layout) -> CheckResult:
@@ -264,7 +282,8 @@ def run_host_preprocessing(s: Subject, _: None) -> CheckResult:
 
 
 def run_host_tokenizer(s: Subject, _: None) -> CheckResult:
-    return check_host_tokenizer(_folder(s), s.variant, _layout(s))
+    text = s.artifacts.get(EncoderKind.TEXT_FULL)  # a split graph's host pools on its own: no padding reaches it
+    return check_host_tokenizer(_folder(s), s.variant, _layout(s), text, s.tolerance("parity") if text else None)
 
 
 def run_producer_reference(s: Subject, _: None) -> CheckResult:

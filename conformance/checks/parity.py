@@ -102,7 +102,7 @@ def check_zero_shot_agreement(
     except Exception as exc:  # noqa: BLE001
         return failed(CHECK_ZERO_SHOT, f"onnx side failed: {error_line(exc)}")
     torch_sim = similarity(
-        torch_output(model, EncoderKind.IMAGE, images),
+        torch_output(model, EncoderKind.IMAGE, image.binding.fitted(images) if image.binding else images),
         torch_output(model, EncoderKind.TEXT_FULL, text_split.binding.fitted(tokens) if text_split.binding else tokens),
     )
     nonfinite = [

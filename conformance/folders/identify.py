@@ -9,6 +9,7 @@ A graph that cannot be read does not rule a layout out: bundle_integrity says it
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from conformance.graph import graph_inputs, graph_outputs, load_path
@@ -59,6 +60,15 @@ def _declared(folder: Path, layout: Layout) -> int:
     return len(layout.io_names() & found)
 
 
+def _binds(folder: Path, layout: Layout) -> str:
+    """How the layout reads the graphs `folder` holds: their files, contracts and bindings."""
+    held = set(layout.present(folder))
+    read = [
+        (g.file, repr(replace(g, layout="")), repr(layout.contract[g.file])) for g in layout.graphs if g.file in held
+    ]
+    return repr(sorted(read))
+
+
 def closest(folder: Path) -> list[str]:
     """The layouts whose graphs' input and output names overlap most with those of the graphs in `folder`."""
     found: set[str] = set()
@@ -101,6 +111,8 @@ def detect(folder: Path, forced: str | None = None) -> str:
         declared = {n: _declared(folder, get(n)) for n in matched}
         best = max(declared.values())
         matched = [n for n in matched if declared[n] == best]
+        if len({_binds(folder, get(n)) for n in matched}) == 1:  # they read the files present alike (immich's text
+            matched = matched[:1]  # graph alone, whose layouts differ in the image graph's pixels only)
         if best == 0:  # unreadable graphs: of the layouts reading the same files, the first (its folder check says
             # they cannot be read); layouts reading other files still make the folder ambiguous
             matched = list({tuple(get(n).present(folder)): n for n in reversed(matched)}.values())[::-1]

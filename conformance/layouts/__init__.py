@@ -18,7 +18,7 @@ from typing import Any
 
 from conformance.case import Profile, Target
 from conformance.encoders import EncoderKind
-from conformance.layouts.binding import EOT_TOKEN, GraphBinding, TextRules
+from conformance.layouts.binding import EOT_TOKEN, PIXELS, GraphBinding, TextRules
 
 __all__ = ["EOT_TOKEN", "GraphBinding", "Layout", "LayoutError", "TextRules", "get", "layouts"]
 
@@ -203,6 +203,7 @@ def _parse(name: str, raw: dict[str, Any]) -> Layout:
                 batch,
                 _to_longest(raw["contract"].get(g["file"], {}), g["inputs"].get("tokens")),
                 bool(g.get("projected", True)),
+                str(g.get("pixels", PIXELS[0])),
             )
             for g in raw["graphs"]
         )
@@ -235,8 +236,8 @@ def _parse(name: str, raw: dict[str, Any]) -> Layout:
     if text.context is not None and any(g.encoder == EncoderKind.TEXT_SPLIT for g in graphs):
         raise LayoutError(f"{where}: a host context applies to pooled text graphs, not to hidden states (text-split)")
     for g in graphs:
-        if not g.projected and g.encoder != EncoderKind.IMAGE:
-            raise LayoutError(f"{where}: graph {g.file}: only an image graph may give its unprojected pooled token")
+        if ((not g.projected or g.pixels != PIXELS[0]) and g.encoder != EncoderKind.IMAGE) or g.pixels not in PIXELS:
+            raise LayoutError(f"{where}: graph {g.file}: projected and pixels ({PIXELS}) apply to image graphs")
         roles = set(g.inputs)
         needed = {"pixels" if g.encoder == EncoderKind.IMAGE else "tokens"}
         masked = "tokens" in roles and (text.mask != "none")  # a graph that takes ids takes the mask [text] builds

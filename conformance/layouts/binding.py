@@ -6,9 +6,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from conformance.encoders import EncoderKind
+from conformance.encoders import CLIP_MEAN, CLIP_STD, EncoderKind
 
 EOT_TOKEN = 49407  # <|endoftext|>, the largest id of CLIP's vocabulary
+PIXELS = ("float-nchw", "uint8-nhwc")  # what an image graph takes: normalised floats, or the image's own bytes
 
 
 @dataclass(frozen=True)
@@ -37,17 +38,30 @@ class GraphBinding:
     # tokenizers), so the ids are fed that wide, as they will be; a batch holding a full-context text is fed at 77
     to_longest: bool = False
     projected: bool = True  # false: the pooled token before the projection (Optimum's clip_vision_model export)
+    # "uint8-nhwc": the resized, cropped image's bytes, [N, R, R, 3], normalised inside the graph (immich's
+    # fuse_visual_input); the reference normalises the same bytes as clip's preprocess does
+    pixels: str = "float-nchw"
 
     @property
     def input_name(self) -> str:
         return self.inputs["pixels" if self.encoder == EncoderKind.IMAGE else "tokens"]
 
     def fitted(self, tokens: np.ndarray) -> np.ndarray:
-        """`clip.tokenize` ids as they fit the host's sequence length, still `tokens`' width (0-padded), so that the
-        reference sees what the graph sees: a text longer than the context ends in the EOT at its last position, as
-        a tokenizer truncates (clip's model on those ids equals it on the shorter context: its mask is causal)."""
+        """The suite's canonical inputs as this graph can take them, so that the reference sees what the graph sees.
+        Images fed as bytes: each pixel on the byte grid (clip's preprocess gives k/255, normalised; other values
+        are rounded to the nearest byte and clipped to 0..255). `clip.tokenize` ids: as they fit the host's sequence
+        length, still `tokens`' width (0-padded): a text longer than the context ends in the EOT at its last
+        position, as a tokenizer truncates (clip's model on those ids equals it on the shorter context: its mask
+        is causal)."""
+        if self.encoder != EncoderKind.IMAGE:
+            return self._fitted_ids(tokens)
+        if self.pixels == "float-nchw":
+            return tokens
+        return ((_bytes(tokens).astype(np.float32) / 255 - _MEAN) / _STD).astype(np.float32)
+
+    def _fitted_ids(self, tokens: np.ndarray) -> np.ndarray:
         context = self.text.context
-        if context is None or context >= tokens.shape[1] or self.encoder == EncoderKind.IMAGE:
+        if context is None or context >= tokens.shape[1]:
             return tokens
         fitted = np.zeros_like(tokens)
         fitted[:, :context] = tokens[:, :context]
@@ -70,10 +84,11 @@ class GraphBinding:
         """Every input the graph takes, by name: `array` on this embedding's input, and for a graph that holds
         both towers, one neutral item of the other (a black image, an empty text), whose outputs are ignored."""
         if self.encoder == EncoderKind.IMAGE:
-            pixels, tokens = array, np.array([[EOT_TOKEN - 1, EOT_TOKEN] + [0] * 75], dtype=np.int64)
+            pixels = _bytes(array).transpose(0, 2, 3, 1) if self.pixels == "uint8-nhwc" else array
+            tokens = np.array([[EOT_TOKEN - 1, EOT_TOKEN] + [0] * 75], dtype=np.int64)
         else:
             pixels, tokens = np.zeros((1, 3, resolution, resolution), np.float32), array
-        host, mask = self.host_tokens(self.fitted(tokens))
+        host, mask = self.host_tokens(self._fitted_ids(tokens))
         if self.text.context is not None:  # the host feeds its own sequence length
             host, mask = host[:, : self.text.context], mask[:, : self.text.context]
         if self.to_longest:  # the host's padding="longest": as wide as the batch's longest text (the mask's end)
@@ -81,3 +96,12 @@ class GraphBinding:
             host, mask = host[:, : max(width, 1)], mask[:, : max(width, 1)]
         by_role = {"pixels": pixels, "tokens": host, "mask": mask}
         return {name: by_role[role] for role, name in self.inputs.items()}
+
+
+_MEAN = np.array(CLIP_MEAN, dtype=np.float32).reshape(1, 3, 1, 1)
+_STD = np.array(CLIP_STD, dtype=np.float32).reshape(1, 3, 1, 1)
+
+
+def _bytes(images: np.ndarray) -> np.ndarray:
+    """Normalised float images [N, 3, R, R] back to the bytes they were made from (nearest, clipped)."""
+    return np.clip(np.rint((images * _STD + _MEAN) * 255), 0, 255).astype(np.uint8)
