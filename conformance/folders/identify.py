@@ -49,15 +49,19 @@ def graph_problems(folder: Path, layout: Layout) -> list[str]:
     return problems
 
 
-def _declared(folder: Path, layout: Layout) -> int:
-    """How many of the input and output names of the layout's graphs in `folder` the layout declares."""
-    if layout.name == SUITE:
-        return 0
+def _names(paths: list[Path]) -> set[str]:
+    """Every input and output name of the readable graphs among `paths`."""
     found: set[str] = set()
-    for file in layout.present(folder):
-        io = _io(folder / file)
+    for path in paths:
+        io = _io(path)
         found |= set(io[0]) | set(io[1]) if io else set()
-    return len(layout.io_names() & found)
+    return found
+
+
+def _declared(folder: Path, layout: Layout) -> int:
+    """How many of the input and output names of the layout's graphs in `folder` the layout declares (the suite's
+    own bundles never tie with a layout: each layout's detect_absent names the manifest)."""
+    return len(layout.io_names() & _names([folder / f for f in layout.present(folder)]))
 
 
 def _binds(folder: Path, layout: Layout) -> str:
@@ -71,10 +75,7 @@ def _binds(folder: Path, layout: Layout) -> str:
 
 def closest(folder: Path) -> list[str]:
     """The layouts whose graphs' input and output names overlap most with those of the graphs in `folder`."""
-    found: set[str] = set()
-    for path in sorted(folder.rglob("*.onnx"))[:MAX_SURVEYED]:
-        io = _io(path)
-        found |= set(io[0]) | set(io[1]) if io else set()
+    found = _names(sorted(folder.rglob("*.onnx"))[:MAX_SURVEYED])
     scores = []
     for name, layout in layouts().items():
         shared = len(layout.io_names() & found)

@@ -46,7 +46,7 @@ class GraphBinding:
     def input_name(self) -> str:
         return self.inputs["pixels" if self.encoder == EncoderKind.IMAGE else "tokens"]
 
-    def fitted(self, tokens: np.ndarray) -> np.ndarray:
+    def fitted(self, array: np.ndarray) -> np.ndarray:
         """The suite's canonical inputs as this graph can take them, so that the reference sees what the graph sees.
         Images fed as bytes: each pixel on the byte grid (clip's preprocess gives k/255, normalised; other values
         are rounded to the nearest byte and clipped to 0..255). `clip.tokenize` ids: as they fit the host's sequence
@@ -54,10 +54,10 @@ class GraphBinding:
         position, as a tokenizer truncates (clip's model on those ids equals it on the shorter context: its mask
         is causal)."""
         if self.encoder != EncoderKind.IMAGE:
-            return self._fitted_ids(tokens)
+            return self._fitted_ids(array)
         if self.pixels == "float-nchw":
-            return tokens
-        return ((_bytes(tokens).astype(np.float32) / 255 - _MEAN) / _STD).astype(np.float32)
+            return array
+        return ((_bytes(array).astype(np.float32) / 255 - _MEAN) / _STD).astype(np.float32)
 
     def _fitted_ids(self, tokens: np.ndarray) -> np.ndarray:
         context = self.text.context
