@@ -52,9 +52,12 @@ def made(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("producers")
     model = synthetic(TINY_VIT).model
     optimum = optimum_folder(model, TINY_VIT, root / "optimum", root / "work")
+    checkpoint = root / "work" / "hf-checkpoint"  # what optimum exported from
     return {
         "optimum": optimum,
-        "transformersjs": convert(root / "work" / "hf-checkpoint", root / "transformersjs"),
+        "transformersjs": convert(checkpoint, root / "transformersjs"),
+        # the same script without --split_modalities: the combined onnx/model*.onnx
+        "transformersjs-combined": convert(checkpoint, root / "transformersjs-combined", split=False),
         "rknnzoo": rknnzoo_folder(optimum, root / "rknnzoo"),
         "sophgo": sophgo_folder(model, TINY_VIT, root / "sophgo"),
         "immich": immich_export(model, TINY_VIT, root / "immich"),  # its exporter at 9958ac9

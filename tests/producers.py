@@ -22,6 +22,7 @@ import torch
 
 from conformance.encoders import ClipModel
 from conformance.folders.layout import LayoutFolder
+from conformance.folders.together import Together
 from conformance.subject import Subject
 from conformance.variants import Variant
 from tests.helpers import TINY_VIT
@@ -114,6 +115,7 @@ def layout_subjects(
 
     models = Models(None, None, 0, "cpu", lambda _: None, synthetic_reference=reference)  # type: ignore[arg-type]
     found = models.folder(folder, layout, TINY_VIT)
+    found = found.readers[0] if isinstance(found, Together) else found  # the layout's own graphs, not its companions'
     assert isinstance(found, LayoutFolder), f"{folder} is another tool's folder"
     pair = found.case(None, sibling)
     graphs = {str(k): models.subject(pair.member(k)) for k in found.held(pair)}
@@ -140,7 +142,7 @@ def main() -> None:
 
     from conformance import weights
     from conformance.variants import get
-    from tests.transformersjs import MODES, convert
+    from tests.transformersjs import MODES, model_repository
 
     parser = argparse.ArgumentParser(prog="python -m tests.producers")
     parser.add_argument("--variant", default="ViT-B/32")
@@ -161,7 +163,7 @@ def main() -> None:
         checkpoint = Path(work) / "hf-checkpoint"  # what optimum exported from
         optimum_st_folder(checkpoint, args.out / "optimum-st", Path(work))
         optimum_vision_folder(checkpoint, args.out / "optimum-vision", Path(work))
-        convert(checkpoint, args.out / "transformersjs", tuple(args.modes))
+        model_repository(checkpoint, args.out / "transformersjs", tuple(args.modes))  # split and combined graphs
     rknnzoo_folder(args.out / "optimum", args.out / "rknnzoo")
     sophgo_folder(model, variant, args.out / "sophgo")
     immich_export(model, variant, args.out / "immich")  # its exporter at 9958ac9

@@ -36,13 +36,15 @@ CHECKPOINT_FILES = (
 )
 
 
-def convert(checkpoint: Path, out: Path, modes: tuple[str, ...] = MODES) -> Path:
-    """`out`, laid out as a transformers.js model repository: onnx/{text,vision}_model[_fp16|_quantized].onnx made by
-    the script from `checkpoint`, and the checkpoint's config, tokenizer and preprocessor files beside them."""
+def convert(checkpoint: Path, out: Path, modes: tuple[str, ...] = MODES, split: bool = True) -> Path:
+    """`out`, laid out as a transformers.js model repository: onnx/{text,vision}_model[_fp16|_quantized|...].onnx
+    made by the script from `checkpoint` (`split`: --split_modalities; else the combined onnx/model[...].onnx that
+    CLIPModel and the zero-shot pipeline load), and the checkpoint's config, tokenizer and preprocessor files."""
     if out.exists() and any(out.iterdir()):
         raise FileExistsError(f"{out} is not empty: the script's graphs would land beside older ones")
+    form = "split" if split else "combined"
     run = subprocess.run(
-        [sys.executable, "-m", "tests.transformersjs", str(checkpoint.resolve()), str(out.resolve()), *modes],
+        [sys.executable, "-m", "tests.transformersjs", str(checkpoint.resolve()), str(out.resolve()), form, *modes],
         cwd=REPO,
         capture_output=True,
         text=True,
@@ -53,6 +55,18 @@ def convert(checkpoint: Path, out: Path, modes: tuple[str, ...] = MODES) -> Path
     for name in CHECKPOINT_FILES:
         if (checkpoint / name).is_file():
             shutil.copyfile(checkpoint / name, out / name)
+    return out
+
+
+def model_repository(checkpoint: Path, out: Path, modes: tuple[str, ...] = MODES) -> Path:
+    """`out` as a transformers.js model repository holds it (Xenova/clip-vit-base-patch32): the split graphs and the
+    combined onnx/model*.onnx, each with its siblings, made by two runs of the script (with and without
+    --split_modalities), and the checkpoint's files."""
+    convert(checkpoint, out, modes)
+    with tempfile.TemporaryDirectory() as scratch:
+        combined = convert(checkpoint, Path(scratch) / "combined", modes, split=False)
+        for graph in sorted((combined / "onnx").glob("model*.onnx*")):
+            shutil.move(str(graph), out / "onnx" / graph.name)
     return out
 
 
@@ -70,14 +84,18 @@ def _export_models_taking_what_it_takes() -> None:
 
 
 def main() -> None:
-    """`python -m tests.transformersjs CHECKPOINT OUT [MODE ...]` (what `convert` runs, in a process of its own)."""
-    checkpoint, out, modes = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3:] or list(MODES)
+    """`python -m tests.transformersjs CHECKPOINT OUT split|combined [MODE ...]` (what `convert` runs, in a process
+    of its own)."""
+    checkpoint, out, form, modes = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3], sys.argv[4:] or list(MODES)
     _export_models_taking_what_it_takes()
     sys.path.insert(0, str(VENDOR))
     with tempfile.TemporaryDirectory() as parent:
         os.chdir(checkpoint.parent)  # the script writes to os.path.join(output_parent_dir, model_id): a relative id
-        sys.argv = ["convert.py", "--model_id", checkpoint.name, "--split_modalities", "--quantize", "--modes",
-                    *modes, "--output_parent_dir", parent]  # fmt: skip
+        # A hub id's task is inferred from the hub (openai/clip-*: zero-shot-image-classification); a local folder's
+        # must be given, or optimum refuses to guess.
+        split = ["--split_modalities"] if form == "split" else ["--task", "zero-shot-image-classification"]
+        sys.argv = ["convert.py", "--model_id", checkpoint.name, *split, "--quantize", "--modes", *modes,
+                    "--output_parent_dir", parent]  # fmt: skip
         runpy.run_module("scripts.convert", run_name="__main__", alter_sys=True)
         made = Path(parent) / checkpoint.name
         out.mkdir(parents=True, exist_ok=True)

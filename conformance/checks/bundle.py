@@ -35,10 +35,13 @@ def _graph_vs_manifest(bundle: Bundle, graphs: rules.Graphs) -> list[str]:
 
 def check_layout_files(folder: Path, layout: Layout) -> CheckResult:
     """Another tool's folder has no manifest to hold it to; the file rules that need none still apply: every graph
-    the layout names is a readable ONNX file, and its external data lies inside the folder, whole."""
+    the layout names is a readable ONNX file, and its external data lies inside the folder, whole. The graphs of
+    the layout's companions present (transformers.js's combined graph beside its split ones) are held to the same
+    rules, and to their own layout's inputs and outputs."""
     root = folder.resolve()
-    problems: list[str] = []
-    graphs = layout.present(folder)  # its fp32 graphs and any compiled sibling beside them
+    read_by = layouts.readers(folder, layout)
+    problems = [f"{c.name}'s {p}" for c in read_by[1:] for p in identify.graph_problems(folder, c)]
+    graphs = [f for reader in read_by for f in reader.present(folder)]  # fp32 graphs and compiled siblings
     for name in graphs:
         path = folder / name
         try:
@@ -63,14 +66,15 @@ def check_layout_files(folder: Path, layout: Layout) -> CheckResult:
             np.load(folder / layout.projection, allow_pickle=False)
         except (OSError, ValueError, EOFError) as exc:
             problems.append(f"{layout.projection}: the text projection the host applies is unusable ({exc})")
-    repeated = repeats(folder, layout)  # hashed once: the inventory notes them, mislabelled ones fail
-    files = inventory(folder, layout, repeated)  # every file: what it was read as, or why not (the report lists it)
+    repeated = {f: r for reader in read_by for f, r in repeats(folder, reader).items()}  # hashed once: noted, and
+    files = inventory(folder, read_by, repeated)  # mislabelled ones fail; every file: what it was read as, or why not
     # graphs in the folder that no check reads (a sibling the layout does not know): said, not judged
     unchecked = [f for f, what in files.items() if f.endswith(".onnx") and what.startswith("not read")]
     figures: dict[str, Any] = {"bundle": str(folder), "layout": layout.name, "producer": layout.producer}
+    figures["companions"] = [c.name for c in read_by[1:]]
     figures["graphs"] = graphs
     figures["not_checked"] = unchecked
-    figures["absent"] = absent = layout.absent(folder)  # a subset: checked with what it holds
+    figures["absent"] = absent = [f for reader in read_by for f in reader.absent(folder)]  # checked with what it holds
     figures["files"] = files
     problems += [
         f"{file} is byte-identical to {earlier}, which the layout reads as another target: one is mislabelled"
@@ -80,7 +84,10 @@ def check_layout_files(folder: Path, layout: Layout) -> CheckResult:
     note = f"; absent (checks that need them skip, naming them): {', '.join(absent)}" if absent else ""
     note += f"; not laid out, so not checked: {', '.join(unchecked)}" if unchecked else ""
     return verdict(
-        CHECK, list(dict.fromkeys(problems)), figures, f"layout {layout.name}: graphs and external data whole{note}"
+        CHECK,
+        list(dict.fromkeys(problems)),
+        figures,
+        f"layout {' and '.join(r.name for r in read_by)}: graphs and external data whole{note}",
     )
 
 

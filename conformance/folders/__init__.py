@@ -1,11 +1,12 @@
 """The folders `--artifacts` names, behind one protocol: the suite's bundles and other tools' exports.
 
 `open_folder(path, layout, variant)` opens one: a `Bundle` (its manifest read and held to) for the layout "suite",
-else a `LayoutFolder`, another tool's files read through their layout. Either gives its encoders, its cases (one
-per graph and form: a bundle's graphs as recorded, another tool's fp32 graphs and each compiled sibling present;
-and the graphs together per form), each case's graph as an Artifact that carries the layout object, and what it
-lacks. `identify.detect` says which layout a folder has, by its file names and then by its graphs' inputs and
-outputs.
+else a `LayoutFolder`, another tool's files read through their layout (a `Together` where the folder also holds the
+graphs of the layout's companions: transformers.js's combined graph beside its split ones, each read through its
+own layout). Each gives its encoders, its cases (one per graph and form: a bundle's graphs as recorded, another
+tool's fp32 graphs and each compiled sibling present; and the graphs together per form), each case's graph as an
+Artifact that carries the layout object, and what it lacks. `identify.detect` says which layout a folder has, by
+its file names and then by its graphs' inputs and outputs.
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ from conformance.bundle.manifest import open_bundle
 from conformance.case import Case
 from conformance.encoders import EncoderKind
 from conformance.folders.layout import LayoutFolder
-from conformance.layouts import SUITE, Layout, get
+from conformance.folders.together import Together
+from conformance.layouts import SUITE, Layout, get, readers
 from conformance.variants import Variant
 from conformance.weights import Provenance
 
@@ -58,4 +60,5 @@ def open_folder(path: Path, layout: str, variant: Variant | None) -> Folder:
         return open_bundle(path)
     if variant is None:
         raise ValueError(f"{path}: another tool's folder is read as the variant the run names (--variant)")
-    return LayoutFolder(path, get(layout), variant)
+    read = [LayoutFolder(path, chosen, variant) for chosen in readers(path, get(layout))]  # and its companions
+    return read[0] if len(read) == 1 else Together(read)

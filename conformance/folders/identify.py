@@ -74,14 +74,18 @@ def _binds(folder: Path, layout: Layout) -> str:
 
 
 def closest(folder: Path) -> list[str]:
-    """The layouts whose graphs' input and output names overlap most with those of the graphs in `folder`."""
+    """The layouts whose graphs' input and output names overlap most with those of the graphs in `folder` (layouts
+    whose graphs declare the same names, Optimum's and transformers.js's combined graph, are one entry)."""
     found = _names(sorted(folder.rglob("*.onnx"))[:MAX_SURVEYED])
-    scores = []
+    alike: dict[frozenset[str], list[str]] = {}
     for name, layout in layouts().items():
-        shared = len(layout.io_names() & found)
+        alike.setdefault(frozenset(layout.io_names()), []).append(name)
+    scores = []
+    for declared, names in alike.items():
+        shared = len(declared & found)
         if shared:
-            scores.append((shared / len(layout.io_names() | found), name, f"{shared} of {len(layout.io_names())}"))
-    return [f"{name} ({names} of its input/output names)" for _, name, names in sorted(scores, reverse=True)[:2]]
+            scores.append((-shared / len(declared | found), " or ".join(names), f"{shared} of {len(declared)}"))
+    return [f"{name} ({names} of its input/output names)" for _, name, names in sorted(scores)[:2]]
 
 
 def _not_its_graphs(folder: Path, layout: Layout, problems: list[str]) -> NoLayout:
@@ -107,6 +111,8 @@ def detect(folder: Path, forced: str | None = None) -> str:
     named = by_names(folder)
     mismatched = {n: graph_problems(folder, get(n)) for n in named if n != SUITE}
     matched = [n for n in named if not mismatched.get(n)]
+    # a layout's companions are read beside it (transformers.js's combined graph beside its split ones): not rivals
+    matched = [n for n in matched if not any(n in get(m).companions for m in matched if m not in (n, SUITE))]
     if len(matched) > 1:  # the one that declares most of the graphs' names (Optimum's zero-shot graph also gives
         # the two embeddings its sentence-transformers export gives alone, and its logits besides)
         declared = {n: _declared(folder, get(n)) for n in matched}

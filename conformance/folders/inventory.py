@@ -77,14 +77,22 @@ def _host(layout: Layout) -> dict[str, str]:
     return host
 
 
-def inventory(folder: Path, layout: Layout, repeated: dict[str, tuple[str, bool]] | None = None) -> dict[str, str]:
-    """Each file under `folder` (relative path) -> what the suite read it as, or why it did not (`repeated`: what
-    `repeats` found, where the caller has it already)."""
-    read = {**_host(layout), **_graphs(folder, layout)}
-    for file, (earlier, same) in (repeats(folder, layout) if repeated is None else repeated).items():
+def inventory(
+    folder: Path, read_by: list[Layout], repeated: dict[str, tuple[str, bool]] | None = None
+) -> dict[str, str]:
+    """Each file under `folder` (relative path) -> what the suite read it as, or why it did not. `read_by`: the
+    folder's layout and the companions read beside it (a file is what the first that reads it reads it as);
+    `repeated`: what `repeats` found, where the caller has it already."""
+    read: dict[str, str] = {}
+    for layout in reversed(read_by):
+        read |= _host(layout) | _graphs(folder, layout)
+    if repeated is None:
+        repeated = {file: found for layout in read_by for file, found in repeats(folder, layout).items()}
+    for file, (earlier, same) in repeated.items():
         note = "the same recipe" if same else "another target: one of them is not what its name says"
         read[file] = f"{read[file]}; byte-identical to {earlier}: {note}"
     files = sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file() or p.is_symlink())
+    names = " or ".join(layout.name for layout in read_by)
     listed = {}
     for name in files[:MAX_LISTED]:
         if not (folder / name).exists():
@@ -92,9 +100,9 @@ def inventory(folder: Path, layout: Layout, repeated: dict[str, tuple[str, bool]
         elif name in read:
             listed[name] = read[name]
         elif name.endswith(".onnx"):
-            listed[name] = f"not read: no graph or sibling of layout {layout.name} has this name"
+            listed[name] = f"not read: no graph or sibling of layout {names} has this name"
         else:
-            listed[name] = f"not read: not a file layout {layout.name} uses"
+            listed[name] = f"not read: not a file layout {names} uses"
     if len(files) > MAX_LISTED:
         listed["..."] = f"{len(files) - MAX_LISTED} more files, not listed"
     return listed

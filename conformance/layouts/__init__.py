@@ -20,7 +20,7 @@ from conformance.case import Profile, Target
 from conformance.encoders import EncoderKind
 from conformance.layouts.binding import EOT_TOKEN, PIXELS, GraphBinding, TextRules
 
-__all__ = ["EOT_TOKEN", "GraphBinding", "Layout", "LayoutError", "TextRules", "get", "layouts"]
+__all__ = ["EOT_TOKEN", "GraphBinding", "Layout", "LayoutError", "TextRules", "get", "layouts", "readers"]
 
 SUITE = "suite"  # the suite's own bundles (manifest.json); not a data file: conformance/bundle/ reads those
 SUITE_MARKER = "manifest.json"
@@ -71,6 +71,9 @@ class Layout:
     # "_q4", ...), several to a target: checked where present, against the fp32 graph beside it where that is there
     siblings: dict[str, Sibling]
     projection: str | None = None  # the text projection's side file the host applies (Sophgo's .npy), if any
+    # layouts whose graphs the producer writes into the same folder, read beside this one's in the same run
+    # (transformers.js: its combined onnx/model*.onnx beside the split graphs)
+    companions: tuple[str, ...] = ()
 
     def fits(self, folder: Path) -> bool:
         """By names: the files `detect` lists that are not graphs (Optimum's config.json), at least one of the
@@ -224,6 +227,7 @@ def _parse(name: str, raw: dict[str, Any]) -> Layout:
             logits=dict(raw.get("logits", {})),
             siblings={k: Sibling(k, Target(v["target"]), str(v["recipe"])) for k, v in raw.get("siblings", {}).items()},
             projection=raw.get("projection"),
+            companions=tuple(raw.get("companions", ())),
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise LayoutError(f"{where} is malformed: {type(exc).__name__}: {exc}") from None
@@ -257,6 +261,9 @@ def layouts() -> dict[str, Layout]:
         if entry.name.endswith(".toml"):
             name = entry.name.removesuffix(".toml")
             found[name] = _parse(name, tomllib.loads(entry.read_text(encoding="utf-8")))
+    for layout in found.values():
+        if any(c not in found or c == layout.name for c in layout.companions):
+            raise LayoutError(f"conformance/layouts/{layout.name}.toml: companions {layout.companions}: other layouts")
     return dict(sorted(found.items()))
 
 
@@ -275,6 +282,11 @@ def by_names(folder: Path) -> list[str]:
     """The layouts whose file names `folder` has (the suite's first, by its manifest); `folders.identify` then
     holds each to its graphs."""
     return [SUITE] * (folder / SUITE_MARKER).is_file() + [n for n, lay in layouts().items() if lay.fits(folder)]
+
+
+def readers(folder: Path, layout: Layout) -> list[Layout]:
+    """The layouts `folder` is read through: `layout`, then each of its companions whose names the folder has."""
+    return [layout, *(get(name) for name in layout.companions if get(name).fits(folder))]
 
 
 def wants(layout: Layout) -> str:

@@ -12,8 +12,9 @@ Schema version 2 (documented in the README; version 1 had no case axes and is re
   shards          one entry per merged input {source, created, exit_status, environment}
   emulated_cpus   alias -> {alias, qemu_model, qemu_version, guest_flags, guest_vendor, reason}: each CPU that
                   checks ran on under qemu (--emulate-cpu), its flags as the guest's own CPUID showed them
-  layouts         folder -> {layout, producer, siblings, skips, files}: each --artifacts folder of another tool,
-                  the suffixes of the compiled siblings checked, and every file with what it was read as or why not
+  layouts         folder -> {layout, producer, siblings, skips, companions, files}: each --artifacts folder of
+                  another tool, the suffixes of the compiled siblings checked, the layouts read beside its own
+                  (name -> {producer, skips}), and every file with what it was read as or why not
   tests           [{nodeid, test, check, case, variant, encoder, exporter, opset, precision, target,
                     profile, static_batch, emulated_cpu, layout, sibling, bundle, batch, outcome, duration_s,
                     message, xfail_reason, figures, artifact}]
