@@ -101,22 +101,36 @@ def test_a_collapsed_combined_sibling_fails_while_the_split_graphs_beside_it_pas
     assert not run_check("source_agreement", models.subject(broken)).passed
 
 
+def _renaming(old: str, new: str):
+    def rename(model) -> None:
+        for node in model.graph.node:
+            node.input[:] = [new if n == old else n for n in node.input]
+            node.output[:] = [new if n == old else n for n in node.output]
+        next(o for o in model.graph.output if o.name == old).name = new
+
+    return rename
+
+
 def test_a_combined_graph_that_is_not_clips_fails_the_folder_naming_its_layout(made, tmp_path):
     """A combined graph whose image embedding is named otherwise: the split graphs fit, the combined does not."""
     folder = _repository(made, tmp_path)
-
-    def rename(model) -> None:
-        for node in model.graph.node:
-            node.input[:] = ["image_features" if n == "image_embeds" else n for n in node.input]
-            node.output[:] = ["image_features" if n == "image_embeds" else n for n in node.output]
-        next(o for o in model.graph.output if o.name == "image_embeds").name = "image_features"
-
-    edit_file(folder / "onnx" / "model.onnx", rename)
+    edit_file(folder / "onnx" / "model.onnx", _renaming("image_embeds", "image_features"))
     assert identify.detect(folder) == "transformersjs"
     result = check_bundle_integrity(folder)
     assert not result.passed, result.message
     assert f"{COMBINED}'s onnx/model.onnx takes" in result.message and "no output 'image_embeds'" in result.message
     assert check_bundle_integrity(_repository(made, tmp_path / "good")).passed
+
+
+def test_split_graphs_that_are_not_clips_fail_the_folder_though_the_combined_one_fits(made, tmp_path):
+    """The combined graph does not stand in for split graphs that are there but are not transformers.js's (a vision
+    graph giving another output): the folder fails naming them, as it would without the combined graph."""
+    folder = _repository(made, tmp_path)
+    edit_file(folder / "onnx" / "vision_model.onnx", _renaming("image_embeds", "pooler_output"))
+    result = check_bundle_integrity(folder)
+    assert not result.passed, result.message
+    message = result.message
+    assert "has the file names of layout transformersjs" in message and "no output 'image_embeds'" in message
 
 
 def test_a_companion_must_be_another_layout(tmp_path):

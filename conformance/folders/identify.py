@@ -111,8 +111,13 @@ def detect(folder: Path, forced: str | None = None) -> str:
     named = by_names(folder)
     mismatched = {n: graph_problems(folder, get(n)) for n in named if n != SUITE}
     matched = [n for n in named if not mismatched.get(n)]
-    # a layout's companions are read beside it (transformers.js's combined graph beside its split ones): not rivals
+    # a layout's companions are read beside it (transformers.js's combined graph beside its split ones): not rivals;
+    # and a companion does not stand in for its layout's graphs where those are there but are not its (a broken
+    # split graph beside a good combined one fails the folder, as it would alone)
     matched = [n for n in matched if not any(n in get(m).companions for m in matched if m not in (n, SUITE))]
+    for name, problems in mismatched.items():
+        if problems and any(c in matched for c in get(name).companions):
+            raise _not_its_graphs(folder, get(name), problems)
     if len(matched) > 1:  # the one that declares most of the graphs' names (Optimum's zero-shot graph also gives
         # the two embeddings its sentence-transformers export gives alone, and its logits besides)
         declared = {n: _declared(folder, get(n)) for n in matched}

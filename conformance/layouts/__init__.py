@@ -261,8 +261,8 @@ def layouts() -> dict[str, Layout]:
         if entry.name.endswith(".toml"):
             name = entry.name.removesuffix(".toml")
             found[name] = _parse(name, tomllib.loads(entry.read_text(encoding="utf-8")))
-    for layout in found.values():
-        if any(c not in found or c == layout.name for c in layout.companions):
+    for layout in found.values():  # a companion is another layout, with no companions of its own
+        if any(c not in found or c == layout.name or found[c].companions for c in layout.companions):
             raise LayoutError(f"conformance/layouts/{layout.name}.toml: companions {layout.companions}: other layouts")
     return dict(sorted(found.items()))
 
