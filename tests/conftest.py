@@ -47,17 +47,18 @@ def made(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     from tests.immich import immich_export
     from tests.optimum import optimum_folder
     from tests.producers import rknnzoo_folder, sophgo_folder
-    from tests.transformersjs import convert
+    from tests.transformersjs import convert_both
 
     root = tmp_path_factory.mktemp("producers")
     model = synthetic(TINY_VIT).model
     optimum = optimum_folder(model, TINY_VIT, root / "optimum", root / "work")
     checkpoint = root / "work" / "hf-checkpoint"  # what optimum exported from
+    # transformers.js's script with --split_modalities, and without it: the combined onnx/model*.onnx
+    convert_both(checkpoint, root / "transformersjs", root / "transformersjs-combined")
     return {
         "optimum": optimum,
-        "transformersjs": convert(checkpoint, root / "transformersjs"),
-        # the same script without --split_modalities: the combined onnx/model*.onnx
-        "transformersjs-combined": convert(checkpoint, root / "transformersjs-combined", split=False),
+        "transformersjs": root / "transformersjs",
+        "transformersjs-combined": root / "transformersjs-combined",
         "rknnzoo": rknnzoo_folder(optimum, root / "rknnzoo"),
         "sophgo": sophgo_folder(model, TINY_VIT, root / "sophgo"),
         "immich": immich_export(model, TINY_VIT, root / "immich"),  # its exporter at 9958ac9

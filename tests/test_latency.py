@@ -18,6 +18,9 @@ from tests.slowdown import slow_down, slow_down_by
 PLAN = LatencyPlan(batch=2, min_rounds=7, warmup=1, max_rounds=7)  # 7: the fewest rounds a gate decides from
 GATES = Gates(LatencyGate(1.5, "test gate"))
 VIT_B32 = get("ViT-B/32")
+# Timed: these judge speed, so they run alone, after the rest (README: `-m "not timing"` under xdist, then
+# `-m timing`), never beside another worker loading the same cores.
+pytestmark = pytest.mark.timing
 
 
 def test_measurement_records_every_figure(tiny_cache):

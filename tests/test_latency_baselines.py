@@ -18,6 +18,9 @@ from fixtures import baselines
 from fixtures.latency import LatencySettings, warn_about_baseline_coverage
 from tests.helpers import TINY_VIT, good, pytest_run, synthetic
 
+# Timed: a recorded baseline is judged against the next run's speed, so these run alone (see test_latency.py).
+pytestmark = pytest.mark.timing
+
 COARSE = LatencyGate(3.0, "test coarse gate")
 
 
