@@ -29,7 +29,7 @@ def _open(path: Path, threads: int, config: dict[str, str] | None = None) -> ort
     # Intra-op threads may spin while a run lasts (faster: 7-20% at 2 threads on a Zen 5, 16-26% at 16 threads on
     # a Xeon), but stop spinning when it ends, so they do not steal the next call's cores: spinning left on after
     # each run once slowed the torch round that followed by ~45% (2 cores), and spinning off tilted every ratio
-    # against onnxruntime on large machines. README, "Latency", has the measurements.
+    # against onnxruntime on large machines. docs/latency.md, "Thread policy", has the measurements.
     options.add_session_config_entry("session.force_spinning_stop", "1")  # last: a graph's options cannot undo it
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 

@@ -89,8 +89,9 @@ def test_unnormalised_embeddings_of_another_length_fail_parity_not_zero_shot(mad
     assert run_check("zero_shot_agreement", pair).passed  # the rankings cannot see it: parity must
 
 
-def test_optimum_refuses_a_text_tower_alone_as_the_readme_says(made, tmp_path):
-    """README: optimum-onnx 0.1.0 has no export for a clip_text_model checkpoint, so no layout is made for one."""
+def test_optimum_refuses_a_text_tower_alone_as_the_docs_say(made, tmp_path):
+    """docs/elsewhere.md: optimum-onnx 0.1.0 has no export for a clip_text_model checkpoint, so no layout is made
+    for one."""
     from optimum.exporters.onnx import main_export
     from transformers import CLIPTextModel
 

@@ -1,6 +1,6 @@
 """Reading a release bundle: `manifest.json` parsed, and each graph as an Artifact with its Case.
 
-The manifest (schema "clip-conformance-bundle/3", documented in docs/emulation.md and the README; /2 is still read,
+The manifest (schema "clip-conformance-bundle/3", documented in docs/release.md and docs/emulation.md; /2 is still read,
 and lacks only `deploy_cpus`) records the variant, the
 weights' provenance, exporter, opset, tool versions, every file's name, size and sha256, and each
 graph's encoder, precision, target, shape profile and I/O contract. `write.write_bundle` makes one;

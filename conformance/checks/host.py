@@ -28,7 +28,7 @@ PHOTOS = ("astronaut.png", "chelsea.png", "coffee.png", "rocket.jpg", "motorcycl
 GREY = "camera.png"  # greyscale, fed as stored
 # What a host's tokenizer must normalise as clip.tokenize does (ftfy, whitespace, lower case), besides the edge
 # texts and prompts. Not here: HTML entities, which clip.tokenize unescapes ("&amp;" -> "&") and transformers'
-# tokenizer does not (measured; README "Checking an export made elsewhere").
+# tokenizer does not.
 HOST_TEXTS = (
     "A Photo of  a DOG",
     "ALL CAPS TEXT!!!",

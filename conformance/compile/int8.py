@@ -10,7 +10,7 @@
   add pairs of products in 16 bits (vpmaddubsw); full-range weights saturate there, so a graph validated on a
   VNNI CPU lost accuracy on an AVX2 one (ViT-B/32 image min cosine 0.989 on a Zen 3). With 7-bit weights every
   product pair fits, the integer arithmetic is exact on any x86, and the outputs do not depend on the CPU.
-  Measured on a VNNI CPU, the cost is accuracy, not speed (README, "int8 on any CPU"); the alternatives, U8U8
+  Measured on a VNNI CPU, the cost is accuracy, not speed (docs/targets.md, "int8 on any CPU"); the alternatives, U8U8
   weights or onnxruntime's `session.x64quantprecision`, keep 8 bits but ran 1.6x slower there.
 - Both keep LayerNormalization, Softmax, the residual Adds, GELU and every other non-matrix operator in fp32:
   they are a few percent of the FLOPs, and quantising them is what zeroes features (optimum-quanto#216).

@@ -1,6 +1,6 @@
 """The results.json document: one record per test, plus environment, provenance and the run's verdict.
 
-Schema version 2 (documented in the README; version 1 had no case axes and is refused):
+Schema version 2 (documented in docs/reports.md; version 1 had no case axes and is refused):
   schema          "clip-conformance-results/2"
   created         ISO-8601 UTC time the document was written
   exit_status     the exit code the run returned (0 = gate passed)
