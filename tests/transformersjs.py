@@ -36,19 +36,14 @@ CHECKPOINT_FILES = (
 )
 
 
-def convert(checkpoint: Path, out: Path, modes: tuple[str, ...] = MODES, split: bool = True) -> Path:
-    """`out`, laid out as a transformers.js model repository: onnx/{text,vision}_model[_fp16|_quantized|...].onnx
-    made by the script from `checkpoint` (`split`: --split_modalities; else the combined onnx/model[...].onnx that
-    CLIPModel and the zero-shot pipeline load), and the checkpoint's config, tokenizer and preprocessor files."""
-    with tempfile.TemporaryDirectory() as logs:
-        return _finish(_start(checkpoint, out, modes, split, Path(logs)), checkpoint, out)
-
-
 _Run = tuple[subprocess.Popen[bytes], Path]  # a started run of the script, and the stem of its output files
 
 
 def _start(checkpoint: Path, out: Path, modes: tuple[str, ...], split: bool, logs: Path) -> _Run:
-    """The script's run in a process of its own, started and not awaited. Its output goes to files in `logs`: a
+    """The script's run on `checkpoint` into `out`, laid out as a transformers.js model repository
+    (onnx/{text,vision}_model[_fp16|_quantized|...].onnx with `split`, --split_modalities; else the combined
+    onnx/model[...].onnx that CLIPModel and the zero-shot pipeline load), in a process of its own, started and not
+    awaited. Its output goes to files in `logs`: a
     pipe nobody reads while another run is awaited would fill and stall it."""
     if out.exists() and any(out.iterdir()):
         raise FileExistsError(f"{out} is not empty: the script's graphs would land beside older ones")
@@ -72,8 +67,9 @@ def _finish(run: _Run, checkpoint: Path, out: Path) -> Path:
 
 
 def convert_both(checkpoint: Path, split_out: Path, combined_out: Path, modes: tuple[str, ...] = MODES) -> None:
-    """`convert` with and without `split`, side by side: the runs are independent processes, mostly one thread each
-    (on a 2-core Zen 3, ViT-B/32's two runs took 113 s one after the other)."""
+    """The script run with and without --split_modalities into `split_out` and `combined_out`, side by side: two
+    independent processes (on a 2-core Zen 3, ViT-B/32's two runs took 113 s one after the other, and `python -m
+    tests.producers` 196 s before and 170 s after they ran side by side)."""
     with tempfile.TemporaryDirectory() as logs:
         runs = [_start(checkpoint, split_out, modes, True, Path(logs))]
         try:
