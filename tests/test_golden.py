@@ -32,12 +32,14 @@ def golden_inputs(variant, encoder: EncoderKind) -> np.ndarray:
     return inputs.tokens([*inputs.prompts(3, offset=500), *inputs.EDGE_TEXTS["eot-in-text"]], variant)
 
 
-def _expected(variant) -> dict[str, np.ndarray]:
-    path = EXPECT / f"{variant.name}.npz"
+def _expected(variant, folder: Path = EXPECT) -> dict[str, np.ndarray]:
+    path = folder / f"{variant.name}.npz"
     if os.environ.get(REGENERATE):
         model = synthetic(variant).model
         outputs = {str(k): run_torch(model, k, golden_inputs(variant, k)) for k in EncoderKind}
         np.savez_compressed(path, **outputs)  # type: ignore[arg-type]  # numpy's stub types **kwds as bool
+        # Compared with itself it would pass: a run that regenerates can never be the run that passes.
+        pytest.fail(f"wrote {path}, not compared: unset {REGENERATE}, run again, and commit the file saying why")
     if not path.exists():
         pytest.fail(f"{path} is missing: run `{REGENERATE}=1 python -m pytest tests/test_golden.py` and commit it")
     with np.load(path) as data:
@@ -82,6 +84,17 @@ def test_golden_comparison_catches_a_changed_reference():
     other = run_torch(synthetic(TINY_VIT, seed=1).model, EncoderKind.IMAGE, golden_inputs(TINY_VIT, EncoderKind.IMAGE))
     with pytest.raises(AssertionError, match=REGENERATE):
         _assert_golden(other, expected["image"], "seed 1")
+
+
+def test_regenerating_writes_the_golden_file_and_fails_naming_it(tmp_path, monkeypatch):
+    monkeypatch.setenv(REGENERATE, "1")
+    with pytest.raises(pytest.fail.Exception, match=f"wrote {tmp_path / 'tiny-vit.npz'}, not compared: unset"):
+        _expected(TINY_VIT, tmp_path)
+    monkeypatch.delenv(REGENERATE)
+    written, committed = _expected(TINY_VIT, tmp_path), _expected(TINY_VIT)
+    assert written.keys() == committed.keys()  # what it wrote is the golden file, up to another CPU's last bits
+    for key in written:
+        _assert_golden(written[key], committed[key], f"regenerated {key}")
 
 
 def test_known_answer_skips_without_the_official_weights(tiny_cache):
