@@ -43,8 +43,8 @@ def _start(checkpoint: Path, out: Path, modes: tuple[str, ...], split: bool, log
     """The script's run on `checkpoint` into `out`, laid out as a transformers.js model repository
     (onnx/{text,vision}_model[_fp16|_quantized|...].onnx with `split`, --split_modalities; else the combined
     onnx/model[...].onnx that CLIPModel and the zero-shot pipeline load), in a process of its own, started and not
-    awaited. Its output goes to files in `logs`: a
-    pipe nobody reads while another run is awaited would fill and stall it."""
+    awaited. Its output goes to files in `logs`: a pipe nobody reads while another run is awaited would fill and
+    stall it."""
     if out.exists() and any(out.iterdir()):
         raise FileExistsError(f"{out} is not empty: the script's graphs would land beside older ones")
     form = "split" if split else "combined"
