@@ -2,20 +2,13 @@
 
 from __future__ import annotations
 
-from enum import StrEnum
 from typing import Any
 
 import numpy as np
 import torch
 
+from conformance.axes import EncoderKind
 from conformance.variants import Variant
-
-
-class EncoderKind(StrEnum):
-    IMAGE = "image"
-    TEXT_SPLIT = "text-split"  # the seed's contract: ln_final hidden states; projection applied by the host
-    TEXT_FULL = "text-full"  # encode_text as is: EOT gather and projection inside the graph
-
 
 # `clip.model.CLIP`. Typed Any: torch types every attribute reached through `Module.__getattr__` as
 # `Tensor | Module`, so `model.encode_image(...)` would not type-check.

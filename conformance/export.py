@@ -21,8 +21,10 @@ from filelock import FileLock
 
 from conformance import atomic
 from conformance.artifact import Artifact, ArtifactError
+from conformance.axes import DEFAULT_TOKEN_DTYPE
 from conformance.case import Case, Exporter, Profile
 from conformance.compile.build import COMPILE_FORMAT, compile_to
+from conformance.compile.recipe import Recipe
 from conformance.compile.recipes import recipe_for
 from conformance.encoders import (
     INPUT_NAME,
@@ -42,8 +44,6 @@ from conformance.weights import Provenance
 # Bumped whenever this module changes what it writes, so older cache entries are never trusted.
 EXPORT_FORMAT = 3  # 3: artifact.json records the Case; graphs are stamped with target and profile too
 # A static profile's exports are new entries (their Case differs), so the fp32 exports' keys stay warm.
-TOKEN_DTYPES = ("int32", "int64")
-DEFAULT_TOKEN_DTYPE = "int32"  # what `clip.tokenize` returns on current torch, and what NPU toolchains take
 # The dynamo exporter specialises dimensions of size 0 and 1 (a batch-1 example comes out with a fixed
 # batch of 1 whatever `dynamic_shapes` says), so every export traces a batch of 2.
 EXAMPLE_BATCH = 2
@@ -60,6 +60,7 @@ class ExportSpec:
     case: Case
     device: str = "cpu"
     token_dtype: str = DEFAULT_TOKEN_DTYPE  # text encoders only
+    rknn_platform: str | None = None  # --rknn-platform (None: the recipe's own)
 
     @property
     def encoder(self) -> EncoderKind:
@@ -80,9 +81,13 @@ class ExportSpec:
             "token_dtype": self.graph_token_dtype,
         }
         if self.case.target.compiled:  # the fp32 export's key stays what it was: its cache stays warm
-            fields["recipe"] = recipe_for(self.case.target).identity(self.case)
+            fields["recipe"] = self.recipe().identity(self.case)
             fields["compile_format"] = COMPILE_FORMAT
         return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:16]
+
+    def recipe(self) -> Recipe:
+        """A compile target's recipe, as this run builds it."""
+        return recipe_for(self.case.target, self.rknn_platform)
 
     def source(self) -> ExportSpec:
         """The fp32 export a compile target is built from."""
@@ -202,7 +207,9 @@ class ExportCache:
             if spec.case.target.compiled:
                 source = self.get(spec.source(), model, provenance)
                 doing = f"compiling {spec.case.id} (recipe {spec.case.target}, from {source.case.id})"
-                self._memo[key] = self._load_or_make(spec, key, doing, lambda f: compile_to(f, spec.case, source))
+                self._memo[key] = self._load_or_make(
+                    spec, key, doing, lambda f: compile_to(f, spec.case, source, spec.recipe())
+                )
             else:
                 doing = f"exporting {spec.case.id} ({provenance.describe()})"
                 self._memo[key] = self._load_or_make(spec, key, doing, lambda f: export_to(f, spec, model, provenance))

@@ -6,9 +6,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from conformance.artifact import Artifact
+from conformance.axes import DEFAULT_TOKEN_DTYPE
 from conformance.case import Case
 from conformance.encoders import ClipModel, EncoderKind
-from conformance.export import DEFAULT_TOKEN_DTYPE
 from conformance.layouts import Layout
 from conformance.numerics import Tolerance
 from conformance.tolerances import tolerance

@@ -10,6 +10,7 @@ FLOORS = (
     (
         "conformance",
         "conformance.variants",
+        "conformance.axes",
         "conformance.atomic",
         "conformance.versions",
         "conformance.numerics",

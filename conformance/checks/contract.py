@@ -7,8 +7,8 @@ import json
 from typing import Any
 
 from conformance.artifact import Artifact, ArtifactError
+from conformance.axes import TOKEN_DTYPES
 from conformance.encoders import EncoderKind, expected_dims
-from conformance.export import TOKEN_DTYPES
 from conformance.graph import TensorSignature, graph_inputs, graph_outputs, load_structure
 from conformance.layouts import Layout
 from conformance.results import CheckResult, failed, verdict

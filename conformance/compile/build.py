@@ -13,7 +13,7 @@ from pathlib import Path
 
 from conformance.artifact import Artifact
 from conformance.case import Case
-from conformance.compile.recipe import recipe_stamp
+from conformance.compile.recipe import Recipe, recipe_stamp
 from conformance.compile.recipes import recipe_for
 from conformance.graph import files_of, stamp_metadata
 
@@ -42,9 +42,10 @@ def _quiet() -> Iterator[None]:
         root.setLevel(level)
 
 
-def compile_to(folder: Path, case: Case, source: Artifact) -> Artifact:
-    """Build `case` (a compile target) from `source` (its fp32 export) into `folder`, which must exist."""
-    recipe = recipe_for(case.target)
+def compile_to(folder: Path, case: Case, source: Artifact, recipe: Recipe | None = None) -> Artifact:
+    """Build `case` (a compile target) from `source` (its fp32 export) into `folder`, which must exist, by `recipe`
+    (default: the target's own)."""
+    recipe = recipe or recipe_for(case.target)
     started = time.perf_counter()
     try:
         with _quiet():

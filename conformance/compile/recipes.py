@@ -124,8 +124,13 @@ RECIPES: dict[Target, Recipe] = {
 }
 
 
-def recipe_for(target: Target) -> Recipe:
-    return RECIPES[target]
+def recipe_for(target: Target, rknn_platform: str | None = None) -> Recipe:
+    """The target's recipe; rknn's built for `rknn_platform` (--rknn-platform: the SoC, part of its settings and so
+    of its cache key) where one is given."""
+    recipe = RECIPES[target]
+    if target == Target.RKNN and rknn_platform is not None:
+        return replace(recipe, settings={**recipe.settings, "platform": rknn_platform})
+    return recipe
 
 
 # The operator domains beyond ONNX's that a 4-bit graph of another tool uses: onnxruntime's contrib operators
@@ -138,9 +143,3 @@ def allowed_domains(target: Target) -> frozenset[str]:
     if target.elsewhere:
         return ELSEWHERE_DOMAINS
     return recipe_for(target).domains if target.compiled else frozenset()
-
-
-def use_rknn_platform(platform: str) -> None:
-    """--rknn-platform: the SoC the rknn recipe builds for (part of its settings, so of its cache key)."""
-    recipe = RECIPES[Target.RKNN]
-    RECIPES[Target.RKNN] = replace(recipe, settings={**recipe.settings, "platform": platform})

@@ -1,0 +1,136 @@
+"""The run's options: each value parsed where pytest parses it (fixtures/parsing.py), refused before torch is
+imported, and the whole set frozen once per run (fixtures/runoptions.py)."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from fixtures import parsing
+
+# One mistyped value per option with a parser, and what the refusal must name.
+MISTYPED = {
+    "--variant=ViT-B/99": "unknown variant 'ViT-B/99'; valid names: RN50",
+    "--exporter=onnx": "'onnx' unknown; choose from ['torchscript', 'dynamo']",
+    "--target=tpu": "'tpu' unknown; choose from",
+    "--require-target=q4": "'q4' unknown; choose from",  # a 4-bit target is other tools' only
+    "--token-dtype=int16": "'int16': choose one of ['int32', 'int64']",
+    "--static-batch=0": "positive integers like 1,8, not '0'",
+    "--latency-batches=1,x": "positive integers like 1,8, not '1,x'",
+    "--batch-max=0": "give a batch size from 1 to 1024",
+    "--latency-max-ratio=nan": "give a finite number above 0",
+    "--latency-tolerance=-1": "give a finite number above 0",
+    "--deploy-isa=avx512vnni": "['avx512vnni'] unknown; choose from",
+    "--emulate-cpu=pentium": "'pentium' is not in conformance/emulation.toml",
+}
+
+# pytest.main on each, in one process, then whether torch was ever imported: the answer comes from the parser
+# alone, in about a second, not after the plugin's imports.
+_PROBE = """
+import json, sys, contextlib, io
+import pytest
+found = {}
+for option in json.loads(sys.argv[1]):
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        code = pytest.main([option, "-p", "no:cacheprovider", "--collect-only", "-q"])
+    found[option] = [int(code), err.getvalue()]
+print(json.dumps({"runs": found, "torch": "torch" in sys.modules}))
+"""
+
+
+def test_a_mistyped_value_of_each_option_is_refused_by_its_parser_before_torch_is_imported(repo_root):
+    probe = subprocess.run(
+        [sys.executable, "-c", _PROBE, json.dumps(list(MISTYPED))],
+        cwd=repo_root,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert probe.returncode == 0, probe.stderr[-2000:]
+    doc = json.loads(probe.stdout.strip().splitlines()[-1])
+    for option, wanted in MISTYPED.items():
+        code, err = doc["runs"][option]
+        assert code == 4 and f"argument {option.split('=')[0]}: " in err and wanted in err, (option, err[-800:])
+        assert "Traceback" not in err
+    assert doc["torch"] is False, "a usage error imported torch: some option is still checked after the plugin loads"
+
+
+def test_every_parsed_option_has_a_mistyped_case_here():
+    """A parser added to an option without a case above would be untested."""
+    from fixtures.docs import suite_options
+
+    parsed = {o.flag for o in suite_options() if getattr(o.attrs.get("type"), "__module__", "") == parsing.__name__}
+    assert parsed == {option.split("=")[0] for option in MISTYPED}
+
+
+@pytest.mark.parametrize(
+    ("parse", "raw", "value"),
+    [
+        (parsing.variant_name, "all", "all"),
+        (parsing.variant_name, "tiny-vit", "tiny-vit"),
+        (parsing.target_name, "all", "all"),
+        (parsing.batch_sizes, "8,1,8", (8, 1)),
+        (parsing.batch_max, "64", 64),
+        (parsing.above_zero, "0.25", 0.25),
+        (parsing.cpu_flags, "avx512_vnni, amx_int8", frozenset({"avx512_vnni", "amx_int8"})),
+        (parsing.emulated_cpu, "none", "none"),
+        (parsing.emulated_cpu, "zen3", "zen3"),
+    ],
+)
+def test_a_good_value_parses_to_what_the_run_uses(parse, raw, value):
+    assert parse(raw) == value
+
+
+_OPTIONS_OF = """
+import dataclasses, json, sys
+import pytest
+from fixtures.session import SESSION
+
+def plain(value):
+    if isinstance(value, (tuple, list, frozenset)):
+        return sorted(map(plain, value)) if isinstance(value, frozenset) else [plain(v) for v in value]
+    return getattr(value, "name", value) if not isinstance(value, (str, int, bool, type(None))) else value
+
+class Probe:
+    @pytest.hookimpl(trylast=True)
+    def pytest_configure(self, config):
+        options = config.stash[SESSION].options
+        fields = {f.name: plain(getattr(options, f.name)) for f in dataclasses.fields(options)}
+        print("RUNOPTIONS " + json.dumps(fields))
+
+pytest.main([*sys.argv[1:], "-p", "no:cacheprovider", "--collect-only", "-q"], plugins=[Probe()])
+"""
+
+
+def test_run_options_are_frozen_and_rknn_brings_the_graphs_it_is_built_from(repo_root):
+    from fixtures.runoptions import RunOptions
+
+    assert RunOptions.__dataclass_params__.frozen  # type: ignore[attr-defined]
+    args = ["--target=rknn", "--require-target=npu-static", "--emulate-cpu=none", "--deploy-isa=avx512_vnni"]
+    probe = subprocess.run(
+        [sys.executable, "-c", _OPTIONS_OF, *args], cwd=repo_root, capture_output=True, text=True, timeout=300
+    )
+    line = [x for x in probe.stdout.splitlines() if x.startswith("RUNOPTIONS ")]
+    assert line, probe.stdout[-2000:] + probe.stderr[-2000:]
+    options = json.loads(line[0].removeprefix("RUNOPTIONS "))
+    assert options["targets"] == ["npu-static", "rknn"] and options["required_targets"] == ["npu-static"]
+    assert options["emulate_cpus"] == [] and options["emulation_off"] is True
+    assert options["deploy_isa"] == ["avx512_vnni"] and options["latency_batches"] == [1, 8]
+    assert options["rknn_platform"] == "rk3588" and options["variants"] == ["ViT-B/32"]
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (["--hf-weights=/x", "--weights=/y"], "--hf-weights and --weights both name the weights: give one"),
+        (["--require-target=fp16"], "--require-target fp16: also select it with --target"),
+        (["--emulate-cpu=none", "--emulate-cpu=zen3"], "--emulate-cpu none and zen3: give one"),
+    ],
+)
+def test_options_that_contradict_each_other_are_a_usage_error(repo_root, options, message):
+    from tests.helpers import pytest_run
+
+    run = pytest_run(repo_root, *options, "--collect-only", "-q")
+    assert run.returncode == 4 and message in run.stderr, run.stderr[-2000:]
