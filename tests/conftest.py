@@ -1,13 +1,22 @@
 from __future__ import annotations
 
+import json
+import os
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from filelock import FileLock
 
 from conformance.export import ExportCache
+from tests import skiplist
 
 REPO = Path(__file__).resolve().parent.parent
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    skiplist.pytest_configure(config)  # CI's skip allow-list, where .ci/run turns it on
 
 
 @pytest.fixture(scope="session")
@@ -39,17 +48,30 @@ def leaves_the_users_reports_alone(request: pytest.FixtureRequest) -> Iterator[N
 @pytest.fixture(scope="session")
 def made(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """tiny-vit exported by Optimum, by transformers.js's script, by Rockchip's and Sophgo's zoo procedures and by
-    immich's (the producers extra), once per session."""
+    immich's (the producers extra), once per session: under xdist, once for all its workers (the first builds the
+    folders, under a lock, in the session's own temporary root; the others wait and read them). Tests copy a folder
+    before they change it."""
     pytest.importorskip("optimum.exporters.onnx", reason="the producers extra: pip install -e '.[producers]'")
     pytest.importorskip("open_clip", reason="the producers extra: pip install -e '.[producers]'")
     pytest.importorskip("onnxslim", reason="the producers extra: pip install -e '.[producers]'")
+    base = tmp_path_factory.getbasetemp()
+    shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base  # xdist: <session root>/popen-gwN
+    root, listing = shared / "producers-made", shared / "producers-made.json"
+    with FileLock(f"{root}.lock"):
+        if not listing.exists():
+            shutil.rmtree(root, ignore_errors=True)  # a worker that died half-way left it: never trusted
+            folders = _make(root)
+            listing.write_text(json.dumps({name: str(path) for name, path in folders.items()}))
+    return {name: Path(path) for name, path in json.loads(listing.read_text()).items()}
+
+
+def _make(root: Path) -> dict[str, Path]:
     from tests.helpers import TINY_VIT, synthetic
     from tests.immich import immich_export
     from tests.optimum import optimum_folder
     from tests.producers import rknnzoo_folder, sophgo_folder
     from tests.transformersjs import convert_both
 
-    root = tmp_path_factory.mktemp("producers")
     model = synthetic(TINY_VIT).model
     optimum = optimum_folder(model, TINY_VIT, root / "optimum", root / "work")
     checkpoint = root / "work" / "hf-checkpoint"  # what optimum exported from

@@ -131,6 +131,12 @@ def pytest_run(repo_root: Path, *args: str, timeout: int = 300) -> subprocess.Co
     )
 
 
+def outcomes(run: subprocess.CompletedProcess[str]) -> dict[str, int]:
+    """A subprocess run's summary line, parsed by pytest itself ({"passed": 3, "skipped": 1}), for asserting on
+    counts rather than on substrings of its output."""
+    return pytest.RunResult.parse_summary_nouns(run.stdout.splitlines())
+
+
 def export_bundle(out: Path, *options: str) -> int:
     """`python -m conformance export --variant tiny-vit --out OUT [options]`, in process."""
     from conformance import cli
