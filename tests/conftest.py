@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -9,6 +8,7 @@ from pathlib import Path
 import pytest
 from filelock import FileLock
 
+from conformance import atomic
 from conformance.export import ExportCache
 from tests import skiplist
 
@@ -46,7 +46,7 @@ def leaves_the_users_reports_alone(request: pytest.FixtureRequest) -> Iterator[N
 
 
 @pytest.fixture(scope="session")
-def made(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+def made(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> dict[str, Path]:
     """tiny-vit exported by Optimum, by transformers.js's script, by Rockchip's and Sophgo's zoo procedures and by
     immich's (the producers extra), once per session: under xdist, once for all its workers (the first builds the
     folders, under a lock, in the session's own temporary root; the others wait and read them). Tests copy a folder
@@ -55,13 +55,13 @@ def made(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     pytest.importorskip("open_clip", reason="the producers extra: pip install -e '.[producers]'")
     pytest.importorskip("onnxslim", reason="the producers extra: pip install -e '.[producers]'")
     base = tmp_path_factory.getbasetemp()
-    shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base  # xdist: <session root>/popen-gwN
+    shared = base.parent if hasattr(request.config, "workerinput") else base  # xdist: <session root>/popen-gwN
     root, listing = shared / "producers-made", shared / "producers-made.json"
     with FileLock(f"{root}.lock"):
         if not listing.exists():
             shutil.rmtree(root, ignore_errors=True)  # a worker that died half-way left it: never trusted
             folders = _make(root)
-            listing.write_text(json.dumps({name: str(path) for name, path in folders.items()}))
+            atomic.write_json(listing, {name: str(path) for name, path in folders.items()})
     return {name: Path(path) for name, path in json.loads(listing.read_text()).items()}
 
 

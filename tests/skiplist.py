@@ -42,9 +42,17 @@ class SkipGate:
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         if report.skipped and not hasattr(report, "wasxfail"):
-            longrepr = report.longrepr
-            reason = longrepr[2] if isinstance(longrepr, tuple) else str(longrepr)
-            self.skips.append((report.nodeid, reason.removeprefix("Skipped: ")))
+            self._record(report)
+
+    def pytest_collectreport(self, report: pytest.CollectReport) -> None:
+        """A whole module skipped as it is collected (`pytest.importorskip` at its top: a missing extra)."""
+        if report.skipped:
+            self._record(report)
+
+    def _record(self, report: pytest.TestReport | pytest.CollectReport) -> None:
+        longrepr = report.longrepr
+        reason = longrepr[2] if isinstance(longrepr, tuple) else str(longrepr)
+        self.skips.append((report.nodeid, reason.removeprefix("Skipped: ")))
 
     def unlisted(self) -> list[tuple[str, str]]:
         return [(node, why) for node, why in self.skips if not any(a.reason in why for a in self.allowed)]
@@ -64,7 +72,8 @@ class SkipGate:
                 reporter.write_line(line, red=True)
             else:
                 print(line)
-        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+        if session.exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.NO_TESTS_COLLECTED):  # keep 2, 3 and 4
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -67,7 +67,7 @@ def test_the_options_plugin_is_installed_by_the_readme_install():
     """`pip install -e .` registers it (pyproject's pytest11 entry point); without it the space form fails."""
     from importlib import metadata
 
-    assert any(e.value == "fixtures.entry" for e in metadata.entry_points(group="pytest11"))
+    assert any(e.value == "pytest_clip_conformance" for e in metadata.entry_points(group="pytest11"))
 
 
 def _pytest_in(folder, *args: str) -> subprocess.CompletedProcess[str]:

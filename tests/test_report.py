@@ -88,6 +88,7 @@ def test_run_writes_results_junit_and_html(shards):
         "tiny-vit": {"kind": "synthetic", "sha256": None, "path": None, "seed": 0, "scheme": "synthetic/3"}
     }
     assert {"torch", "onnxruntime", "cpu", "threads", "cpu_isa", "cpu_family"} <= set(doc["environment"])
+    assert doc["options"]["latency_batches"] == "1,2"  # as typed, not the parsed tuple's repr
     saturation = by_id_of(doc)["test_int8_saturation[tiny-vit-image-torchscript-op20-int8-dynamic]"]
     assert saturation["outcome"] == "passed" and saturation["figures"]["outside_range"] == 0
     by_id = {t["nodeid"].split("::")[-1]: t for t in doc["tests"]}

@@ -33,13 +33,24 @@ TESTS = textwrap.dedent(
 )
 
 
-def _run(repo_root, tmp_path, *keyword, allow=None):
+def _run(repo_root, tmp_path, *keyword, allow=None, only=""):
     (tmp_path / "test_sample.py").write_text(TESTS)
+    (tmp_path / "test_extra.py").write_text('import pytest\n\npytest.importorskip("no_such_extra_here")\n')
     env = {k: v for k, v in os.environ.items() if k != skiplist.ENV}
     if allow is not None:
         env[skiplist.ENV] = str(allow)
     return subprocess.run(
-        [sys.executable, "-m", "pytest", "-p", "tests.skiplist", "-p", "no:cacheprovider", str(tmp_path), *keyword],
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-p",
+            "tests.skiplist",
+            "-p",
+            "no:cacheprovider",
+            str(tmp_path / only),
+            *keyword,
+        ],
         cwd=repo_root,
         capture_output=True,
         text=True,
@@ -52,17 +63,19 @@ def test_a_skip_not_on_the_list_fails_the_run_naming_it_and_a_listed_one_does_no
     allow = repo_root / "tests" / "skips.toml"
     run = _run(repo_root, tmp_path, allow=allow)
     assert run.returncode == 1, run.stdout[-2000:]
-    assert "1 skip(s) not on" in run.stdout and "test_unlisted: the rknn toolchain is not installed" in run.stdout
+    assert "2 skip(s) not on" in run.stdout and "test_unlisted: the rknn toolchain is not installed" in run.stdout
+    assert "test_extra.py: could not import 'no_such_extra_here'" in run.stdout  # a module skipped as collected
     assert "test_listed" not in run.stdout.split("not on", 1)[1]
-    assert outcomes(run) == {"passed": 1, "skipped": 2, "xfailed": 1}
-    listed = _run(repo_root, tmp_path, "-k", "listed and not unlisted or expected or passes", allow=allow)
+    assert outcomes(run) == {"passed": 1, "skipped": 3, "xfailed": 1}
+    wanted = "listed and not unlisted or expected or passes"
+    listed = _run(repo_root, tmp_path, "-k", wanted, allow=allow, only="test_sample.py")
     assert listed.returncode == 0, listed.stdout[-2000:]
     assert outcomes(listed) == {"passed": 1, "skipped": 1, "xfailed": 1, "deselected": 1}
 
 
 def test_without_the_variable_a_skip_stays_a_skip(repo_root, tmp_path):
     run = _run(repo_root, tmp_path)
-    assert run.returncode == 0 and outcomes(run) == {"passed": 1, "skipped": 2, "xfailed": 1}, run.stdout[-2000:]
+    assert run.returncode == 0 and outcomes(run) == {"passed": 1, "skipped": 3, "xfailed": 1}, run.stdout[-2000:]
 
 
 def test_every_entry_says_why(tmp_path):
