@@ -10,7 +10,7 @@ from filelock import FileLock
 
 from conformance import atomic
 from conformance.export import ExportCache
-from tests import skiplist
+from tests.support import skiplist
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -66,11 +66,11 @@ def made(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureReques
 
 
 def _make(root: Path) -> dict[str, Path]:
-    from tests.helpers import TINY_VIT, synthetic
-    from tests.immich import immich_export
-    from tests.optimum import optimum_folder
-    from tests.producers import rknnzoo_folder, sophgo_folder
-    from tests.transformersjs import convert_both
+    from tests.support.helpers import TINY_VIT, synthetic
+    from tests.support.immich import immich_export
+    from tests.support.optimum import optimum_folder
+    from tests.support.producer_folders import rknnzoo_folder, sophgo_folder
+    from tests.support.transformersjs import convert_both
 
     model = synthetic(TINY_VIT).model
     optimum = optimum_folder(model, TINY_VIT, root / "optimum", root / "work")

@@ -12,8 +12,8 @@ from conformance.registry import BY_NAME
 from conformance.results import Status
 from conformance.subject import Subject
 from conformance.tolerances import tolerance
-from tests.graph_edits import add_noise
-from tests.helpers import TINY_VIT, VisualWrapper, export_model, export_seed_recipe, good, synthetic
+from tests.support.graph_edits import add_noise
+from tests.support.helpers import TINY_VIT, VisualWrapper, export_model, export_seed_recipe, good, synthetic
 
 ROWS = tolerance("dynamic_batch", {"variant": "tiny-vit", "encoder": "image", "exporter": "torchscript"})
 
@@ -62,7 +62,7 @@ def test_row_independence_tolerance_is_not_vacuous(tiny_cache):
 
 def test_values_wrong_only_at_odd_batch_sizes_fail_dynamic_batch(tmp_path):
     """Every shape is right and batch 1, 2 and 16 are right: only comparing values at size 7 shows it."""
-    from tests.helpers import OddBatchShift
+    from tests.support.helpers import OddBatchShift
 
     model = synthetic(TINY_VIT).model
     model.visual = OddBatchShift(model.visual)

@@ -15,7 +15,7 @@ from conformance import cli
 from conformance.bundle.manifest import open_bundle
 from conformance.checks.bundle import check_bundle_integrity
 from conformance.encoders import EncoderKind
-from tests.helpers import TINY_VIT, export_bundle, pytest_run, reference_models, synthetic
+from tests.support.helpers import TINY_VIT, export_bundle, pytest_run, reference_models, synthetic
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ from conformance import cli
 from conformance.bundle.manifest import open_bundle
 from conformance.checks.bundle import check_bundle_integrity
 from conformance.weights import sha256_of
-from tests.helpers import TINY_VIT, reference_models, synthetic
+from tests.support.helpers import TINY_VIT, reference_models, synthetic
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,7 @@ from pathlib import Path
 from conformance.case import Case, Exporter, Precision, Profile, Target
 from conformance.encoders import EncoderKind
 from conformance.variants import get
-from tests.helpers import TINY_VIT
+from tests.support.helpers import TINY_VIT
 
 
 def test_id_key_and_record_spell_one_case():

@@ -21,8 +21,8 @@ from conformance.encoders import EncoderKind
 from conformance.export import ExportSpec
 from conformance.graph import graph_metadata, load_structure
 from conformance.tolerances import tolerance
-from tests.graph_edits import inf_on_bright_images
-from tests.helpers import TINY_VIT, export_model, good, skip_unless_runnable, synthetic
+from tests.support.graph_edits import inf_on_bright_images
+from tests.support.helpers import TINY_VIT, export_model, good, skip_unless_runnable, synthetic
 
 # The compile recipes of the dynamic profile; rknn (a static profile's compiler) is in tests/test_npu_targets.py,
 # and the 4-bit targets (other tools' only, no recipe) in tests/test_four_bit.py.
@@ -156,7 +156,7 @@ def test_compiled_targets_carry_their_precision_in_ids_and_records():
 def test_an_fp32_graph_claiming_int8_fails_realised_precision(tiny_cache, tmp_path):
     """A stamp and a manifest are strings: the weights themselves must be stored as the claimed precision,
     or an fp32 graph with a broken weight could buy itself the int8 budget."""
-    from tests.helpers import copy_artifact
+    from tests.support.helpers import copy_artifact
 
     fp32 = copy_artifact(good(tiny_cache, TINY_VIT, "image"), tmp_path / "claims-int8")
     fp32.case = fp32.case.on(Target.INT8_DYNAMIC)

@@ -9,7 +9,7 @@ import pytest
 from conformance import cli
 from conformance.checks.bundle import check_bundle_integrity
 from conformance.weights import sha256_of
-from tests.helpers import pytest_run
+from tests.support.helpers import pytest_run
 
 
 @pytest.fixture(scope="module")
@@ -82,7 +82,7 @@ def test_a_manifests_deploy_isa_reaches_the_check_and_an_unknown_flag_is_refused
     """`export --deploy-isa` records the CPUs a bundle is meant for; int8_saturation reads it from the manifest.
     A flag /proc/cpuinfo does not spell so (Intel's `avx512vnni`) is a usage error or an untrusted manifest."""
     from conformance.bundle.manifest import BundleError, open_bundle
-    from tests.helpers import reference_models
+    from tests.support.helpers import reference_models
 
     options = ["--target", "int8-dynamic", "--export-cache", str(tmp_path / "c")]
     out = tmp_path / "meant-for-vnni"

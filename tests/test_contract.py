@@ -3,7 +3,7 @@ import dataclasses
 from conformance.case import Exporter
 from conformance.checks.contract import check_io_contract
 from conformance.encoders import EncoderKind
-from tests.helpers import TINY_RN, TINY_VIT, export_seed_recipe, good, synthetic
+from tests.support.helpers import TINY_RN, TINY_VIT, export_seed_recipe, good, synthetic
 
 
 def test_good_exports_honour_the_contract(tiny_cache):

@@ -22,8 +22,7 @@ from conformance.encoders import EncoderKind
 from conformance.registry import BY_NAME, CHECKS
 from conformance.subject import Subject
 from conformance.versions import cpu_flags
-from tests.helpers import TINY_VIT, export_bundle, good, pytest_run, synthetic
-from tests.test_saturation import _compile
+from tests.support.helpers import TINY_VIT, compile_with, export_bundle, good, pytest_run, synthetic
 
 needs_qemu = pytest.mark.skipif(
     shutil.which("qemu-x86_64") is None, reason=f"qemu-user is not installed: {emulation.INSTALL_LINE}"
@@ -122,7 +121,7 @@ def test_full_range_int8_fails_on_an_emulated_zen3_and_the_7_bit_recipe_passes(t
     int8-dynamic recipe before version 2) reaches min cosine 0.977 under zen3 against parity's 0.996; the 7-bit
     recipe 0.9988. (Its image graph saturates less: 0.9956, too close to the budget to be the control.)"""
     source = good(tiny_cache, TINY_VIT, TEXT)
-    old = _compile(tiny_cache, tmp_path, Target.INT8_DYNAMIC, encoder=TEXT, reduce_range=False)
+    old = compile_with(tiny_cache, tmp_path, Target.INT8_DYNAMIC, encoder=TEXT, reduce_range=False)
     host_session = runtime.session
 
     def host_only(artifact, *args):  # an emulated graph must never be run by the host's onnxruntime
@@ -136,7 +135,7 @@ def test_full_range_int8_fails_on_an_emulated_zen3_and_the_7_bit_recipe_passes(t
         assert result.figures["min_cosine"] < 0.99 and result.figures["emulated_cpu"]["alias"] == "zen3"
         assert result.figures["emulation"]["text-split"]["inputs"] == len(emulated_inputs(old))
     (tmp_path / "new").mkdir()
-    new = _compile(tiny_cache, tmp_path / "new", Target.INT8_DYNAMIC, encoder=TEXT)
+    new = compile_with(tiny_cache, tmp_path / "new", Target.INT8_DYNAMIC, encoder=TEXT)
     for check in ("parity", "source_agreement", "finite_extremes"):
         result = BY_NAME[check].execute(_subject(new, source, "zen3"), None)
         assert result.passed and "on zen3 (EPYC-Milan, emulated)" in result.message, (check, result.message)
@@ -150,7 +149,7 @@ def test_the_same_full_range_graph_passes_on_a_host_with_vnni(tiny_cache, tmp_pa
     if missing:
         pytest.skip(f"this host cannot show it: {missing}")
     source = good(tiny_cache, TINY_VIT, TEXT)
-    old = _compile(tiny_cache, tmp_path, Target.INT8_DYNAMIC, encoder=TEXT, reduce_range=False)
+    old = compile_with(tiny_cache, tmp_path, Target.INT8_DYNAMIC, encoder=TEXT, reduce_range=False)
     result = BY_NAME["parity"].execute(_subject(old, source, None), None)
     assert result.passed, result.message
 
@@ -158,7 +157,7 @@ def test_the_same_full_range_graph_passes_on_a_host_with_vnni(tiny_cache, tmp_pa
 @needs_qemu
 def test_a_graph_the_runtime_cannot_run_under_emulation_fails_with_its_message(tiny_cache, tmp_path):
     source = good(tiny_cache, TINY_VIT, "image")
-    broken = _compile(tiny_cache, tmp_path, Target.INT8_DYNAMIC)  # a private compile, in tmp_path
+    broken = compile_with(tiny_cache, tmp_path, Target.INT8_DYNAMIC)  # a private compile, in tmp_path
     broken.onnx_path.write_bytes(broken.onnx_path.read_bytes()[:2000])  # truncated after compile
     result = BY_NAME["parity"].execute(_subject(broken, source, "zen3"), None)
     assert not result.passed and "under zen3 (EPYC-Milan)" in result.message, result.message
@@ -241,7 +240,7 @@ def test_host_and_emulated_outputs_of_one_graph_are_kept_apart(tiny_cache, monke
 @needs_qemu
 def test_openvino_runs_in_the_worker_under_emulation(tiny_cache, tmp_path):
     source = good(tiny_cache, TINY_VIT, "image")
-    compiled = _compile(tiny_cache, tmp_path, Target.OPENVINO)
+    compiled = compile_with(tiny_cache, tmp_path, Target.OPENVINO)
     result = BY_NAME["parity"].execute(_subject(compiled, source, "zen3"), None)
     assert result.passed, result.message
     assert result.figures["emulation"]["image"]["library"].startswith("openvino ")
@@ -270,7 +269,7 @@ def test_full_range_int8_with_the_recorded_u8u8_option_passes_under_zen3(tiny_ca
     session.x64quantprecision=1 (the U8U8 path x86 without VNNI can use), is accurate there; the worker sets the
     option as every deployment must."""
     source = good(tiny_cache, TINY_VIT, TEXT)
-    old = _compile(tiny_cache, tmp_path, Target.INT8_DYNAMIC, encoder=TEXT, reduce_range=False)
+    old = compile_with(tiny_cache, tmp_path, Target.INT8_DYNAMIC, encoder=TEXT, reduce_range=False)
     assert old.compiled is not None
     old.compiled["runtime_options"] = {"session.x64quantprecision": "1"}
     result = BY_NAME["parity"].execute(_subject(old, source, "zen3"), None)

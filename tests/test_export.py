@@ -10,7 +10,7 @@ from conformance.case import Case, Exporter
 from conformance.encoders import EncoderKind
 from conformance.export import ExportCache, ExportError, ExportSpec
 from conformance.weights import Provenance
-from tests.helpers import TINY_RN, TINY_VIT, synthetic
+from tests.support.helpers import TINY_RN, TINY_VIT, synthetic
 
 
 def _snapshot(model: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -100,7 +100,7 @@ def test_rebuild_reexports_entries_older_than_the_session(tmp_path):
 
 
 def test_dynamo_export_writes_external_data_and_records_it(tiny_cache):
-    from tests.helpers import good
+    from tests.support.helpers import good
 
     artifact = good(tiny_cache, TINY_VIT, EncoderKind.TEXT_SPLIT, Exporter.DYNAMO)
     assert set(artifact.files) == {"model.onnx", "model.onnx.data", "text_projection_64_96.npy"}

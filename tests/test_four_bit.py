@@ -14,7 +14,7 @@ from onnx import numpy_helper
 from conformance.registry import run_check
 
 pytest.importorskip("optimum.exporters.onnx", reason="the producers extra: pip install -e '.[producers]'")
-from tests.producers import copy_folder, edit_file, layout_subjects
+from tests.support.producer_folders import copy_folder, edit_file, layout_subjects
 
 FOUR_BIT = ("_q4", "_q4f16", "_bnb4")
 SCALES = {"MatMulNBits": 2, "MatMulBnb4": 2}  # the input index of each op's per-block scales (absmax for Bnb4)

@@ -17,7 +17,7 @@ from conformance.encoders import EncoderKind
 from conformance.runtime import run_onnx, run_torch
 from conformance.variants import get
 from conformance.weights import Provenance
-from tests.helpers import TINY_RN, TINY_VIT, good, synthetic
+from tests.support.helpers import TINY_RN, TINY_VIT, good, synthetic
 
 EXPECT = Path(__file__).resolve().parent / "expect"
 REGENERATE = "CLIP_CONFORMANCE_REGEN_GOLDEN"

@@ -13,12 +13,12 @@ import pytest
 import torch
 
 from conformance.registry import run_check
-from tests.helpers import TINY_VIT, pytest_run, synthetic
+from tests.support.helpers import TINY_VIT, pytest_run, synthetic
 
 pytest.importorskip("optimum.exporters.onnx", reason="the producers extra: pip install -e '.[producers]'")
 pytest.importorskip("open_clip", reason="the producers extra: pip install -e '.[producers]'")
-from tests.graph_edits import pool_last_argmax
-from tests.producers import copy_folder, edit_file, layout_subjects
+from tests.support.graph_edits import pool_last_argmax
+from tests.support.producer_folders import copy_folder, edit_file, layout_subjects
 
 LAYOUTS = ("optimum", "immich")
 

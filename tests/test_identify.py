@@ -14,11 +14,11 @@ import pytest
 from conformance.checks.bundle import check_bundle_integrity
 from conformance.folders import identify
 from conformance.layouts import NoLayout
-from tests.helpers import pytest_run
+from tests.support.helpers import pytest_run
 
 pytest.importorskip("optimum.exporters.onnx", reason="the producers extra: pip install -e '.[producers]'")
-from tests.optimum import optimum_vision_folder
-from tests.producers import copy_folder, edit_file
+from tests.support.optimum import optimum_vision_folder
+from tests.support.producer_folders import copy_folder, edit_file
 
 
 @pytest.fixture(scope="module")

@@ -19,17 +19,17 @@ from conformance.encoders import EncoderKind
 from conformance.folders import identify
 from conformance.layouts import get
 from conformance.registry import run_check
-from tests.helpers import TINY_VIT, pytest_run, vendored_blobs
+from tests.support.helpers import TINY_VIT, pytest_run, vendored_blobs
 
 pytest.importorskip("open_clip", reason="the producers extra: pip install -e '.[producers]'")
 pytest.importorskip("onnx_ir", reason="onnxscript's onnx_ir (a dependency of the dynamo exporter)")
-from tests.immich import VENDOR, fuse_visual, immich_export
-from tests.producers import edit_file, layout_subjects
+from tests.support.immich import VENDOR, fuse_visual, immich_export
+from tests.support.producer_folders import edit_file, layout_subjects
 
 
 @pytest.fixture(scope="module")
 def towers(tmp_path_factory):
-    from tests.helpers import synthetic
+    from tests.support.helpers import synthetic
 
     return immich_export(synthetic(TINY_VIT).model, TINY_VIT, tmp_path_factory.mktemp("immich") / "t", "29208ae")
 
@@ -125,7 +125,7 @@ def test_pixels_read_in_another_order_fail_parity(fused, tmp_path):
 
 def test_a_fused_graph_with_a_symbolic_batch_gets_the_batch_checks(tmp_path):
     """807c9b1 exports at a dynamic batch, which fuse_visual_input keeps."""
-    from tests.helpers import synthetic
+    from tests.support.helpers import synthetic
 
     folder = immich_export(synthetic(TINY_VIT).model, TINY_VIT, tmp_path / "f", "29208ae", fuse=True, dynamic=True)
     graphs, _ = layout_subjects(folder, "immich-fused")

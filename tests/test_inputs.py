@@ -6,7 +6,7 @@ import pytest
 from conformance import inputs
 from conformance.encoders import EncoderKind
 from conformance.variants import OFFICIAL, get
-from tests.helpers import TINY_RN, TINY_VIT
+from tests.support.helpers import TINY_RN, TINY_VIT
 
 
 @pytest.mark.parametrize("variant", [TINY_VIT, TINY_RN, get("ViT-B/32")], ids=lambda v: v.name)

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import outcomes
+from tests.support.helpers import outcomes
 
-WHEELS_ENV = "CLIP_CONFORMANCE_WHEELS"  # a folder of the wheels tests/collision-requirements.txt pins (.ci/run)
-REQUIREMENTS = Path(__file__).with_name("collision-requirements.txt")
+WHEELS_ENV = "CLIP_CONFORMANCE_WHEELS"  # a folder of the wheels tests/support/collision-requirements.txt pins (.ci/run)
+REQUIREMENTS = Path(__file__).parent / "support" / "collision-requirements.txt"
 SCRIPT = Path(sys.executable).with_name("pytest")
 
 OTHER_PROJECT = textwrap.dedent(

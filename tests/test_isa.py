@@ -6,7 +6,7 @@ from conformance import isa, versions
 from conformance.case import Case, Exporter, Target
 from conformance.compile import recipes
 from conformance.encoders import EncoderKind
-from tests.helpers import TINY_VIT
+from tests.support.helpers import TINY_VIT
 
 ZEN3 = {"fpu", "sse2", "avx", "avx2", "fma"}  # family 25 model 1: no AVX-512, no VNNI, no bf16
 ZEN4 = ZEN3 | {"avx512f", "avx512_vnni", "avx512_bf16"}

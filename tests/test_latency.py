@@ -12,8 +12,8 @@ from conformance.runtime import run_onnx, run_torch
 from conformance.tolerances import LatencyGate, latency_gate, limits
 from conformance.variants import get
 from conformance.weights import Provenance
-from tests.helpers import TINY_VIT, good, synthetic
-from tests.slowdown import slow_down, slow_down_by
+from tests.support.helpers import TINY_VIT, good, synthetic
+from tests.support.slowdown import slow_down, slow_down_by
 
 PLAN = LatencyPlan(batch=2, min_rounds=7, warmup=1, max_rounds=7)  # 7: the fewest rounds a gate decides from
 GATES = Gates(LatencyGate(1.5, "test gate"))

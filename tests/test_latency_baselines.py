@@ -16,7 +16,7 @@ from conformance.tolerances import LatencyGate, SpeedupGate
 from conformance.versions import cpu_model, fingerprint_slug, machine_fingerprint
 from fixtures import baselines
 from fixtures.latency import LatencySettings, warn_about_baseline_coverage
-from tests.helpers import TINY_VIT, good, pytest_run, synthetic
+from tests.support.helpers import TINY_VIT, good, pytest_run, synthetic
 
 # Timed: a recorded baseline is judged against the next run's speed, so these run alone (see test_latency.py).
 pytestmark = pytest.mark.timing

@@ -111,6 +111,34 @@ def test_no_import_cycles():
 
 
 def test_no_module_is_over_300_lines():
-    paths = [*_sources(), *(REPO / "tests").glob("*.py"), *(REPO / "benchmarks").glob("*.py")]
+    paths = [
+        *_sources(),
+        *(REPO / "tests").glob("*.py"),
+        *(REPO / "tests" / "support").glob("*.py"),
+        *(REPO / "benchmarks").glob("*.py"),
+    ]
     long = {str(p.relative_to(REPO)): n for p in paths if (n := len(p.read_text().splitlines())) > MAX_LINES}
     assert not long, long
+
+
+def test_self_test_helpers_live_apart_from_the_test_modules():
+    """tests/ holds test modules (and conftest.py); what they are made with is in tests/support/, and no test module
+    imports another."""
+    tests = REPO / "tests"
+    strays = sorted(p.name for p in tests.glob("*.py") if not p.name.startswith("test_"))
+    assert strays == ["__init__.py", "conftest.py"], strays
+    cross = {
+        p.name: sorted(name for name in _imported_names(p) if name.startswith("tests.test_"))
+        for p in tests.glob("test_*.py")
+    }
+    assert not {k: v for k, v in cross.items() if v}, cross
+
+
+def _imported_names(path: Path) -> set[str]:
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            found.add(node.module)
+        elif isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+    return found

@@ -10,7 +10,7 @@ from conformance.encoders import EncoderKind
 from conformance.folders import identify
 from conformance.inputs import EDGE_TEXTS, tokens
 from conformance.layouts import EOT_TOKEN, NoLayout, SeveralLayouts
-from tests.helpers import TINY_VIT
+from tests.support.helpers import TINY_VIT
 
 
 def _touch(folder, *names):

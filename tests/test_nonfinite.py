@@ -9,8 +9,8 @@ from conformance.checks.parity import check_parity, check_zero_shot_agreement
 from conformance.checks.projection import check_projection_roundtrip, check_split_matches_full
 from conformance.encoders import EncoderKind
 from conformance.tolerances import tolerance
-from tests.graph_edits import poison_output
-from tests.helpers import TINY_RN, TINY_VIT, good, synthetic
+from tests.support.graph_edits import poison_output
+from tests.support.helpers import TINY_RN, TINY_VIT, good, synthetic
 
 FP32_ZERO_SHOT = tolerance("zero_shot_agreement", {"precision": "fp32"})
 

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from conformance import cli
-from tests.helpers import pytest_run
+from tests.support.helpers import outcomes, pytest_run
 
 
 @pytest.mark.parametrize(
@@ -46,7 +46,8 @@ def test_a_required_target_with_deliberate_skips_passes_and_one_never_run_fails(
     run = pytest_run(
         repo_root, "--variant=tiny-vit", "--target=npu-static", "--require-target=npu-static", "-k", wanted, *common
     )
-    assert run.returncode == 0 and "skipped" in run.stdout, run.stdout[-2000:]
+    counts = outcomes(run)
+    assert run.returncode == 0 and counts["skipped"] >= 1 and counts["passed"] >= 1, run.stdout[-2000:]
     out = tmp_path / "npu"
     assert (
         cli.main(

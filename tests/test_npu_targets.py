@@ -25,8 +25,8 @@ from conformance.tolerances import tolerance
 from conformance.toolchains.rknn import find_toolchain
 from conformance.value_inputs import input_key
 from conformance.weights import sha256_of
-from tests.graph_edits import add_noise, edit_graph, rewire_output
-from tests.helpers import TINY_VIT, skip_unless_runnable, synthetic
+from tests.support.graph_edits import add_noise, edit_graph, rewire_output
+from tests.support.helpers import TINY_VIT, skip_unless_runnable, synthetic
 
 
 def made(cache, target: Target, encoder: EncoderKind = EncoderKind.IMAGE, batch: int | None = None, opset: int = 17):

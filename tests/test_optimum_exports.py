@@ -14,12 +14,12 @@ import torch
 
 from conformance.folders import identify
 from conformance.registry import run_check
-from tests.helpers import pytest_run
+from tests.support.helpers import pytest_run
 
 pytest.importorskip("optimum.exporters.onnx", reason="the producers extra: pip install -e '.[producers]'")
 pytest.importorskip("sentence_transformers", reason="the producers extra: pip install -e '.[producers]'")
-from tests.optimum import optimum_st_folder, optimum_vision_folder
-from tests.producers import layout_subjects
+from tests.support.optimum import optimum_st_folder, optimum_vision_folder
+from tests.support.producer_folders import layout_subjects
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,7 @@ when the suite's options are used outside its folder."""
 import subprocess
 import sys
 
-from tests.helpers import pytest_run
+from tests.support.helpers import outcomes, pytest_run
 
 
 def test_a_path_after_a_space_that_would_move_the_rootdir_is_refused_with_the_fix(repo_root, tmp_path):
@@ -56,7 +56,7 @@ def test_outside_the_suite_the_installed_plugin_registers_nothing(tmp_path):
         'def test_other(request):\n    assert request.config.getoption("device") == "x"\n'
     )
     run = _pytest_in(tmp_path, "-q")
-    assert run.returncode == 0 and "1 passed" in run.stdout, run.stdout[-2000:] + run.stderr[-2000:]
+    assert run.returncode == 0 and outcomes(run) == {"passed": 1}, run.stdout[-2000:] + run.stderr[-2000:]
     assert not (tmp_path / "reports").exists()
     run = _pytest_in(tmp_path, "--weights=/data/ViT-B-32.pt")
     assert run.returncode == 4 and "unrecognized arguments: --weights" in run.stderr

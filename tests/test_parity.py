@@ -6,7 +6,7 @@ from conformance.case import Exporter
 from conformance.checks.parity import check_parity, check_zero_shot_agreement
 from conformance.encoders import EncoderKind
 from conformance.tolerances import tolerance
-from tests.helpers import TINY_RN, TINY_VIT, export_model, good, synthetic
+from tests.support.helpers import TINY_RN, TINY_VIT, export_model, good, synthetic
 
 FP32_ZERO_SHOT = tolerance("zero_shot_agreement", {"precision": "fp32"})
 
@@ -69,7 +69,7 @@ def test_zero_shot_fails_for_an_image_encoder_of_other_weights(tmp_path, tiny_ca
 
 def test_image_graph_right_only_at_the_parity_batch_size_fails(tiny_cache, tmp_path):
     """Every batch size but one is compared with the graph's own batch-1 output; batch 1 is compared with torch."""
-    from tests.graph_edits import batch_not_in_shift
+    from tests.support.graph_edits import batch_not_in_shift
 
     model = synthetic(TINY_VIT).model
     batch = 4
@@ -80,7 +80,7 @@ def test_image_graph_right_only_at_the_parity_batch_size_fails(tiny_cache, tmp_p
 
 def test_text_full_pooling_the_wrong_token_mid_context_fails(tiny_cache, tmp_path):
     """EOT between positions 16 and 74: prompts rarely put it there, 20-word captions do."""
-    from tests.graph_edits import shift_argmax_mid_context
+    from tests.support.graph_edits import shift_argmax_mid_context
 
     broken = shift_argmax_mid_context(good(tiny_cache, TINY_VIT, EncoderKind.TEXT_FULL), tmp_path / "b")
     assert not check_parity(broken, synthetic(TINY_VIT).model, PARITY).passed
@@ -88,7 +88,7 @@ def test_text_full_pooling_the_wrong_token_mid_context_fails(tiny_cache, tmp_pat
 
 def test_split_graph_clamping_rare_token_ids_fails(tiny_cache, tmp_path):
     """A pruned or clamped embedding table: ids above 36000 are looked up one row early."""
-    from tests.graph_edits import shift_high_token_ids
+    from tests.support.graph_edits import shift_high_token_ids
 
     broken = shift_high_token_ids(good(tiny_cache, TINY_VIT, EncoderKind.TEXT_SPLIT), tmp_path / "b")
     assert not check_parity(broken, synthetic(TINY_VIT).model, PARITY).passed

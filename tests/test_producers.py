@@ -17,14 +17,14 @@ from conformance.encoders import EncoderKind
 from conformance.folders.layout import LayoutFolder
 from conformance.registry import run_check
 from conformance.subject import Subject
-from tests.graph_edits import _const, rewire_output
-from tests.helpers import TINY_VIT, pytest_run, synthetic
+from tests.support.graph_edits import _const, rewire_output
+from tests.support.helpers import TINY_VIT, pytest_run, synthetic
 
 pytest.importorskip("optimum.exporters.onnx", reason="the producers extra: pip install -e '.[producers]'")
 pytest.importorskip("open_clip", reason="the producers extra: pip install -e '.[producers]'")
-from tests.graph_edits import pool_last_argmax
-from tests.immich import immich_export
-from tests.producers import copy_folder, edit_file, layout_subjects
+from tests.support.graph_edits import pool_last_argmax
+from tests.support.immich import immich_export
+from tests.support.producer_folders import copy_folder, edit_file, layout_subjects
 
 LAYOUTS = ("optimum", "transformersjs", "rknnzoo", "sophgo", "immich")
 CONFIGURED = ("optimum", "transformersjs", "immich")  # the zoos' folders have no config.json

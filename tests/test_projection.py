@@ -14,7 +14,7 @@ from conformance.checks.projection import (
 from conformance.encoders import EncoderKind, project_text, projection_filename, text_projection
 from conformance.runtime import InputContractError, run_onnx
 from conformance.tolerances import tolerance
-from tests.helpers import TINY_RN, TINY_VIT, copy_artifact, good, synthetic
+from tests.support.helpers import TINY_RN, TINY_VIT, copy_artifact, good, synthetic
 
 PROJ = tolerance("projection_roundtrip", {"variant": "tiny-vit", "encoder": "text-split", "exporter": "torchscript"})
 SPLIT_FULL = tolerance("split_matches_full", {"variant": "tiny-vit", "encoder": "text-full", "exporter": "torchscript"})
@@ -162,7 +162,7 @@ def test_eot_edge_texts_have_two_eots_and_exact_lengths(tiny_cache):
 
 def _last_eot_wins(artifact, folder):
     """The text-full graph with ArgMax picking the *last* maximum: right for every text with one EOT."""
-    from tests.graph_edits import edit_graph, pool_last_argmax
+    from tests.support.graph_edits import edit_graph, pool_last_argmax
 
     return edit_graph(artifact, folder, pool_last_argmax)
 

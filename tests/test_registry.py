@@ -7,7 +7,7 @@ from conformance.encoders import EncoderKind
 from conformance.registry import BY_NAME, CHECKS, COLUMNS, Scope, run_check
 from conformance.report import html
 from conformance.subject import Subject
-from tests.helpers import TINY_VIT, good, pytest_run, synthetic
+from tests.support.helpers import TINY_VIT, good, pytest_run, synthetic
 
 
 def test_names_are_unique_and_are_the_report_columns_in_order():

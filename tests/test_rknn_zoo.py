@@ -12,10 +12,10 @@ from conformance import layouts
 from conformance.encoders import EncoderKind
 from conformance.folders import identify
 from conformance.registry import run_check
-from tests.helpers import TINY_VIT, vendored_blobs
+from tests.support.helpers import TINY_VIT, vendored_blobs
 
 pytest.importorskip("optimum.exporters.onnx", reason="the producers extra: pip install -e '.[producers]'")
-from tests.producers import RKNN_ZOO, copy_folder, edit_file, layout_subjects
+from tests.support.producer_folders import RKNN_ZOO, copy_folder, edit_file, layout_subjects
 
 VENDOR = RKNN_ZOO.parent.parent.parent
 

@@ -130,7 +130,7 @@ def test_run_options_are_frozen_and_rknn_brings_the_graphs_it_is_built_from(repo
     ],
 )
 def test_options_that_contradict_each_other_are_a_usage_error(repo_root, options, message):
-    from tests.helpers import pytest_run
+    from tests.support.helpers import pytest_run
 
     run = pytest_run(repo_root, *options, "--collect-only", "-q")
     assert run.returncode == 4 and message in run.stderr, run.stderr[-2000:]

@@ -3,7 +3,6 @@ recipes pass; a recorded runtime option or a declared deployment ISA accepts the
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 import numpy as np
@@ -12,14 +11,12 @@ import pytest
 from conformance import inputs
 from conformance.case import Case, Exporter, Precision, Target
 from conformance.checks.saturation import check_int8_saturation
-from conformance.compile import recipes
-from conformance.compile.build import compile_to
 from conformance.encoders import EncoderKind
 from conformance.isa import saturation_rule
 from conformance.registry import BY_NAME
 from conformance.runtime import run_onnx, session
 from conformance.subject import Subject
-from tests.helpers import TINY_VIT, copy_artifact, good, synthetic
+from tests.support.helpers import TINY_VIT, compile_with, copy_artifact, good, synthetic
 
 INT8 = [Target.INT8_DYNAMIC, Target.INT8_STATIC, Target.OPENVINO_INT8]
 # What each recipe wrote before version 2: full-range int8 weights.
@@ -28,16 +25,6 @@ VERSION_1: dict[Target, dict[str, Any]] = {
     Target.INT8_STATIC: {"reduce_range": False},
     Target.OPENVINO_INT8: {"overflow_fix": "disable"},
 }
-
-
-def _compile(cache, tmp_path, target: Target, encoder=EncoderKind.IMAGE, **settings):
-    source = good(cache, TINY_VIT, encoder)
-    recipe = recipes.RECIPES[target]
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setitem(recipes.RECIPES, target, dataclasses.replace(recipe, settings={**recipe.settings, **settings}))
-        folder = tmp_path / f"{target}-{encoder}"
-        folder.mkdir()
-        return compile_to(folder, source.case.on(target), source)
 
 
 def vpmaddubsw_then_sum(activations: np.ndarray, weights: np.ndarray) -> np.ndarray:
@@ -64,20 +51,20 @@ def test_the_rules_bound_is_exactly_where_pairs_of_products_stop_fitting_in_int1
 @pytest.mark.parametrize("target", INT8, ids=str)
 def test_each_recipes_full_range_output_fails_and_its_7_bit_output_passes(tiny_cache, tmp_path, target):
     """The negative control per recipe: what it wrote before version 2 fails, whatever CPU runs the check."""
-    old = _compile(tiny_cache, tmp_path, target, **VERSION_1[target])
+    old = compile_with(tiny_cache, tmp_path, target, **VERSION_1[target])
     result = check_int8_saturation(old)
     assert not result.passed, result.message
     assert "leave [-64, 64]" in result.message and "reduce_range" in result.message and "source:" in result.message
     assert result.figures["outside_range"] > 0 and result.figures["examples"]
     (tmp_path / "new").mkdir()
-    new = _compile(tiny_cache, tmp_path / "new", target)
+    new = compile_with(tiny_cache, tmp_path / "new", target)
     result = check_int8_saturation(new)
     assert result.passed and result.figures["outside_range"] == 0, result.message
 
 
 def test_uint8_weights_pass_and_a_graph_without_8_bit_weights_fails(tiny_cache, tmp_path):
     """U8U8 widens to 16 bits before multiplying; an "int8" graph with no 8-bit weight is not one."""
-    u8u8 = _compile(tiny_cache, tmp_path, Target.INT8_DYNAMIC, weight_type="QUInt8", reduce_range=False)
+    u8u8 = compile_with(tiny_cache, tmp_path, Target.INT8_DYNAMIC, weight_type="QUInt8", reduce_range=False)
     result = check_int8_saturation(u8u8)
     assert result.passed and result.figures["uint8_weight_tensors"] > 0 and "uint8" in result.message
     fp32 = copy_artifact(good(tiny_cache, TINY_VIT, "image"), tmp_path / "fp32")
@@ -87,7 +74,7 @@ def test_uint8_weights_pass_and_a_graph_without_8_bit_weights_fails(tiny_cache, 
 
 
 def test_a_recorded_runtime_option_is_set_by_the_suite_and_accepts_the_risk_on_onnxruntime_only(tiny_cache, tmp_path):
-    old = _compile(tiny_cache, tmp_path, Target.INT8_DYNAMIC, reduce_range=False)
+    old = compile_with(tiny_cache, tmp_path, Target.INT8_DYNAMIC, reduce_range=False)
     assert old.compiled is not None
     old.compiled["runtime_options"] = {"session.x64quantprecision": "1"}
     result = check_int8_saturation(old)
@@ -97,14 +84,14 @@ def test_a_recorded_runtime_option_is_set_by_the_suite_and_accepts_the_risk_on_o
     assert np.isfinite(run_onnx(old, inputs.batch_for(TINY_VIT, EncoderKind.IMAGE, 2))).all()
     old.compiled["runtime_options"] = {"session.x64quantprecision": "0"}
     assert not check_int8_saturation(old).passed
-    ov = _compile(tiny_cache, tmp_path, Target.OPENVINO_INT8, overflow_fix="disable")
+    ov = compile_with(tiny_cache, tmp_path, Target.OPENVINO_INT8, overflow_fix="disable")
     assert ov.compiled is not None
     ov.compiled["runtime_options"] = {"session.x64quantprecision": "1"}  # OpenVINO would ignore it
     assert not check_int8_saturation(ov).passed
 
 
 def test_a_declared_deployment_isa_with_vnni_accepts_the_risk_and_one_without_does_not(tiny_cache, tmp_path):
-    old = _compile(tiny_cache, tmp_path, Target.INT8_STATIC, reduce_range=False)
+    old = compile_with(tiny_cache, tmp_path, Target.INT8_STATIC, reduce_range=False)
     accepted = check_int8_saturation(old, deploy_isa=frozenset({"avx512_vnni", "avx2"}))
     assert accepted.passed and "risk accepted" in accepted.message and "avx512_vnni" in accepted.message
     assert not check_int8_saturation(old, deploy_isa=frozenset({"avx2", "avx512f"})).passed

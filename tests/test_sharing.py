@@ -6,7 +6,7 @@ import pytest
 from conformance import inputs, outputs, runtime
 from conformance.case import Exporter
 from conformance.encoders import EncoderKind
-from tests.helpers import TINY_RN, TINY_VIT, copy_artifact, good, synthetic
+from tests.support.helpers import TINY_RN, TINY_VIT, copy_artifact, good, synthetic
 
 
 def test_one_session_per_graph_until_its_variant_is_done(tiny_cache):

@@ -1,5 +1,5 @@
-"""CI's skip allow-list (tests/skiplist.py, tests/skips.toml): a skip outside it fails the run; one on it, or any
-skip where the list is not turned on, does not."""
+"""CI's skip allow-list (tests/support/skiplist.py, tests/support/skips.toml): a skip outside it fails the run; one
+on it, or any skip where the list is not turned on, does not."""
 
 import os
 import subprocess
@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from tests import skiplist
-from tests.helpers import outcomes
+from tests.support import skiplist
+from tests.support.helpers import outcomes
 
 TESTS = textwrap.dedent(
     """
@@ -45,7 +45,7 @@ def _run(repo_root, tmp_path, *keyword, allow=None, only=""):
             "-m",
             "pytest",
             "-p",
-            "tests.skiplist",
+            "tests.support.skiplist",
             "-p",
             "no:cacheprovider",
             str(tmp_path / only),
@@ -60,7 +60,7 @@ def _run(repo_root, tmp_path, *keyword, allow=None, only=""):
 
 
 def test_a_skip_not_on_the_list_fails_the_run_naming_it_and_a_listed_one_does_not(repo_root, tmp_path):
-    allow = repo_root / "tests" / "skips.toml"
+    allow = repo_root / "tests" / "support" / "skips.toml"
     run = _run(repo_root, tmp_path, allow=allow)
     assert run.returncode == 1, run.stdout[-2000:]
     assert "2 skip(s) not on" in run.stdout and "test_unlisted: the rknn toolchain is not installed" in run.stdout
@@ -79,7 +79,7 @@ def test_without_the_variable_a_skip_stays_a_skip(repo_root, tmp_path):
 
 
 def test_every_entry_says_why(tmp_path):
-    entries = skiplist.load(Path(__file__).parent / "skips.toml")
+    entries = skiplist.load(Path(__file__).parent / "support" / "skips.toml")
     assert entries and all(len(e.why) > 40 for e in entries)
     bad = tmp_path / "bad.toml"
     bad.write_text('[[allow]]\nreason = "anything"\nwhy = ""\n')

@@ -10,10 +10,10 @@ import pytest
 
 from conformance.checks.bundle import check_bundle_integrity
 from conformance.registry import run_check
-from tests.helpers import TINY_VIT, synthetic
+from tests.support.helpers import TINY_VIT, synthetic
 
 pytest.importorskip("optimum.exporters.onnx", reason="the producers extra: pip install -e '.[producers]'")
-from tests.producers import SOPHGO_PROJECTION, copy_folder, edit_file, layout_subjects, sophgo_folder
+from tests.support.producer_folders import SOPHGO_PROJECTION, copy_folder, edit_file, layout_subjects, sophgo_folder
 
 
 def test_the_guides_export_passes_with_the_projection_checks(made):

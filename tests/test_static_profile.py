@@ -18,8 +18,8 @@ from conformance.inputs import example_batch
 from conformance.profiles.mask import MASK_VALUE, make_mask_finite, mask_equivalence
 from conformance.profiles.rules import load_profile
 from conformance.weights import Provenance
-from tests.graph_edits import _const, edit_graph, rewire_output
-from tests.helpers import TINY_VIT, synthetic
+from tests.support.graph_edits import _const, edit_graph, rewire_output
+from tests.support.helpers import TINY_VIT, synthetic
 
 RULES = load_profile("npu-static")
 CHECKS = (check_profile_ops, check_static_shapes, check_profile_dtypes, check_finite_constants)
@@ -51,7 +51,7 @@ def static_export(folder, encoder, batch=1, token_dtype=torch.int32, mask=True, 
     case = Case(TINY_VIT, encoder, Exporter.TORCHSCRIPT, 17).on(Target.NPU_STATIC, static_batch=case_batch)
     dtype = str(token_dtype).removeprefix("torch.") if text else None
     artifact = Artifact(folder, case, Provenance.synthetic(0), dtype, None, files=files_of(folder))
-    artifact.save(folder / "artifact.json")  # so that tests.graph_edits can copy it
+    artifact.save(folder / "artifact.json")  # so that tests.support.graph_edits can copy it
     return artifact
 
 

@@ -13,7 +13,7 @@ from conformance.folders import identify
 from conformance.registry import run_check
 
 pytest.importorskip("optimum.exporters.onnx", reason="the producers extra: pip install -e '.[producers]'")
-from tests.producers import copy_folder, edit_file, layout_subjects
+from tests.support.producer_folders import copy_folder, edit_file, layout_subjects
 
 FP32 = ("onnx/text_model.onnx", "onnx/vision_model.onnx")
 
@@ -63,7 +63,7 @@ def test_a_cache_of_another_models_graphs_under_its_names_is_not_taken_for_clip(
 def test_the_session_makes_cases_only_for_what_the_folder_holds(q8_cache):
     from conformance.folders.layout import LayoutFolder
     from conformance.layouts import get
-    from tests.helpers import TINY_VIT
+    from tests.support.helpers import TINY_VIT
 
     graphs, pairs = LayoutFolder(q8_cache, get("transformersjs"), TINY_VIT).cases()
     assert {c.sibling for c in graphs} == {"_quantized"} and len(graphs) == 2

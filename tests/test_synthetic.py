@@ -14,7 +14,7 @@ from conformance.numerics import compare
 from conformance.runtime import run_torch
 from conformance.tolerances import tolerance
 from conformance.variants import Variant
-from tests.helpers import TINY_RN, TINY_VIT, synthetic
+from tests.support.helpers import TINY_RN, TINY_VIT, synthetic
 
 PARITY = tolerance("parity", {"variant": "tiny-vit", "encoder": "image", "exporter": "torchscript"})
 TEXT_PREFIXES = ("token_embedding.", "positional_embedding", "transformer.", "ln_final.")

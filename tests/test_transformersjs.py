@@ -19,12 +19,12 @@ from conformance.encoders import EncoderKind
 from conformance.folders import identify
 from conformance.folders.layout import LayoutFolder
 from conformance.registry import run_check
-from tests.graph_edits import _const, rewire_output
-from tests.helpers import TINY_VIT, vendored_blobs
-from tests.transformersjs import VENDOR
+from tests.support.graph_edits import _const, rewire_output
+from tests.support.helpers import TINY_VIT, vendored_blobs
+from tests.support.transformersjs import VENDOR
 
 pytest.importorskip("optimum.exporters.onnx", reason="the producers extra: pip install -e '.[producers]'")
-from tests.producers import copy_folder, edit_file, layout_subjects
+from tests.support.producer_folders import copy_folder, edit_file, layout_subjects
 
 SIBLINGS = {  # suffix -> target: every sibling quantize.py writes, as the layout reads it
     "_fp16": Target.FP16,

@@ -1,7 +1,7 @@
 """transformers.js's combined graph (onnx/model*.onnx, what CLIPModel and the zero-shot pipeline load), made by its
-own conversion script without --split_modalities (tests/transformersjs.py) from the suite's synthetic weights: alone
-it is a layout of its own; beside the split graphs, as the model repositories ship both, the folder is read through
-both layouts in one run, and a fault in either form fails that form only."""
+own conversion script without --split_modalities (tests/support/transformersjs.py) from the suite's synthetic
+weights: alone it is a layout of its own; beside the split graphs, as the model repositories ship both, the folder is
+read through both layouts in one run, and a fault in either form fails that form only."""
 
 from __future__ import annotations
 
@@ -17,10 +17,10 @@ from conformance.checks.bundle import check_bundle_integrity
 from conformance.folders import identify
 from conformance.folders.together import Together
 from conformance.registry import run_check
-from tests.helpers import TINY_VIT, pytest_run
+from tests.support.helpers import TINY_VIT, pytest_run
 
 pytest.importorskip("optimum.exporters.onnx", reason="the producers extra: pip install -e '.[producers]'")
-from tests.producers import edit_file, layout_subjects
+from tests.support.producer_folders import edit_file, layout_subjects
 
 COMBINED = "transformersjs-combined"
 SIBLINGS = ("_fp16", "_quantized", "_int8", "_uint8", "_q4", "_q4f16", "_bnb4")
@@ -28,7 +28,7 @@ SIBLINGS = ("_fp16", "_quantized", "_int8", "_uint8", "_q4", "_q4f16", "_bnb4")
 
 def _repository(made: dict[str, Path], tmp_path: Path) -> Path:
     """The split graphs and the combined ones in one folder, as Xenova/clip-vit-base-patch32 holds them (what
-    tests.transformersjs.model_repository makes, from the session's two runs of the script)."""
+    tests.support.transformersjs.model_repository makes, from the session's two runs of the script)."""
     folder = Path(shutil.copytree(made["transformersjs"], tmp_path / "repository"))
     for graph in sorted((made[COMBINED] / "onnx").glob("model*.onnx")):
         shutil.copyfile(graph, folder / "onnx" / graph.name)

@@ -6,7 +6,7 @@ import pytest
 from conformance.case import Exporter
 from conformance.checks.validity import check_opset_validity
 from conformance.encoders import EncoderKind
-from tests.helpers import TINY_RN, TINY_VIT, copy_artifact, good
+from tests.support.helpers import TINY_RN, TINY_VIT, copy_artifact, good
 
 
 def test_good_exports_are_valid(tiny_cache):

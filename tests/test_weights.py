@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from conformance import inputs, weights
-from tests.helpers import TINY_VIT, synthetic
+from tests.support.helpers import TINY_VIT, synthetic
 
 
 @pytest.fixture(scope="module")

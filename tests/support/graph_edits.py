@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from conformance.artifact import Artifact
-from tests.helpers import copy_artifact
+from tests.support.helpers import copy_artifact
 
 
 def pool_last_argmax(model) -> None:

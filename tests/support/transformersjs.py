@@ -20,7 +20,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parent.parent.parent
 VENDOR = REPO / "tests" / "vendor" / "transformers_js"
 MODES = ("fp16", "q8", "int8", "uint8", "q4", "q4f16", "bnb4")  # every sibling quantize.py writes
 # What a transformers.js model repository (Xenova/clip-vit-base-patch32, ...) carries beside onnx/: the checkpoint's
@@ -50,7 +50,14 @@ def _start(checkpoint: Path, out: Path, modes: tuple[str, ...], split: bool, log
     form = "split" if split else "combined"
     stem = logs / form
     with open(stem.with_suffix(".out"), "wb") as stdout, open(stem.with_suffix(".err"), "wb") as stderr:
-        command = [sys.executable, "-m", "tests.transformersjs", str(checkpoint.resolve()), str(out.resolve()), form]
+        command = [
+            sys.executable,
+            "-m",
+            "tests.support.transformersjs",
+            str(checkpoint.resolve()),
+            str(out.resolve()),
+            form,
+        ]
         return subprocess.Popen([*command, *modes], cwd=REPO, stdout=stdout, stderr=stderr), stem
 
 
@@ -69,7 +76,7 @@ def _finish(run: _Run, checkpoint: Path, out: Path) -> Path:
 def convert_both(checkpoint: Path, split_out: Path, combined_out: Path, modes: tuple[str, ...] = MODES) -> None:
     """The script run with and without --split_modalities into `split_out` and `combined_out`, side by side: two
     independent processes (on a 2-core Zen 3, ViT-B/32's two runs took 113 s one after the other, and `python -m
-    tests.producers` 196 s before and 170 s after they ran side by side)."""
+    tests.support.producer_folders` 196 s before and 170 s after they ran side by side)."""
     with tempfile.TemporaryDirectory() as logs:
         runs = [_start(checkpoint, split_out, modes, True, Path(logs))]
         try:
@@ -109,8 +116,8 @@ def _export_models_taking_what_it_takes() -> None:
 
 
 def main() -> None:
-    """`python -m tests.transformersjs CHECKPOINT OUT split|combined [MODE ...]` (what `convert` runs, in a process
-    of its own)."""
+    """`python -m tests.support.transformersjs CHECKPOINT OUT split|combined [MODE ...]` (what `convert` runs, in a
+    process of its own)."""
     checkpoint, out, form, modes = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3], sys.argv[4:] or list(MODES)
     _export_models_taking_what_it_takes()
     sys.path.insert(0, str(VENDOR))

@@ -1,9 +1,9 @@
 """CI's allow-list of self-test skips. With $CLIP_CONFORMANCE_SKIPS_ALLOWED naming a TOML file (`.ci/run` sets it
-to tests/skips.toml), a self-test that skips for a reason no entry of the file names fails the run, at its end,
+to tests/support/skips.toml), a self-test that skips for a reason no entry of the file names fails the run, at its end,
 with the test and its reason. Without the variable a skip stays a skip: a laptop without Chromium or the RKNN
 toolchain still runs the rest. `.ci/run` installs both, so there their skip means an install broke, and must fail.
 
-tests/conftest.py turns it on for `pytest tests`; `-p tests.skiplist` loads it into any other run."""
+tests/conftest.py turns it on for `pytest tests`; `-p tests.support.skiplist` loads it into any other run."""
 
 from __future__ import annotations
 

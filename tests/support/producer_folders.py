@@ -1,9 +1,9 @@
 """Other tools' exports, made by those tools from the suite's synthetic weights (the `producers` extra).
 
 Each function writes a folder as its producer lays it out: Optimum's exporter on transformers' CLIPModel
-(tests/optimum.py), transformers.js's own conversion script (vendored: tests/transformersjs.py), Rockchip's zoo cut
-and Sophgo's export guide, and immich's exporters (vendored: tests/immich.py). Nothing here imitates a graph by
-hand.
+(tests/support/optimum.py), transformers.js's own conversion script (vendored: tests/support/transformersjs.py),
+Rockchip's zoo cut and Sophgo's export guide, and immich's exporters (vendored: tests/support/immich.py). Nothing here
+imitates a graph by hand.
 """
 
 from __future__ import annotations
@@ -25,11 +25,11 @@ from conformance.folders.layout import LayoutFolder
 from conformance.folders.together import Together
 from conformance.subject import Subject
 from conformance.variants import Variant
-from tests.helpers import TINY_VIT
-from tests.immich import fuse_visual, immich_export
-from tests.optimum import optimum_folder, optimum_st_folder, optimum_vision_folder
+from tests.support.helpers import TINY_VIT
+from tests.support.immich import fuse_visual, immich_export
+from tests.support.optimum import optimum_folder, optimum_st_folder, optimum_vision_folder
 
-RKNN_ZOO = Path(__file__).resolve().parent / "vendor" / "rknn_model_zoo" / "examples" / "clip" / "python"
+RKNN_ZOO = Path(__file__).resolve().parent.parent / "vendor" / "rknn_model_zoo" / "examples" / "clip" / "python"
 
 
 def rknnzoo_folder(optimum: Path, out: Path) -> Path:
@@ -134,17 +134,17 @@ def edit_file(path: Path, edit: Callable[[Any], None]) -> None:
 
 
 def main() -> None:
-    """`python -m tests.producers --variant ViT-B/32 --out DIR`: DIR/optimum (and its sentence-transformers and
-    vision-tower exports, optimum-st and optimum-vision), transformersjs, rknnzoo, sophgo and immich (its three
-    exporters: immich, immich-towers, immich-fused) from synthetic weights (`--seed`), for
+    """`python -m tests.support.producer_folders --variant ViT-B/32 --out DIR`: DIR/optimum (and its
+    sentence-transformers and vision-tower exports, optimum-st and optimum-vision), transformersjs, rknnzoo, sophgo
+    and immich (its three exporters: immich, immich-towers, immich-fused) from synthetic weights (`--seed`), for
     `pytest --artifacts=DIR/optimum ... --synthetic-reference` (.ci/run does)."""
     import argparse
 
     from conformance import weights
     from conformance.variants import get
-    from tests.transformersjs import MODES, model_repository
+    from tests.support.transformersjs import MODES, model_repository
 
-    parser = argparse.ArgumentParser(prog="python -m tests.producers")
+    parser = argparse.ArgumentParser(prog="python -m tests.support.producer_folders")
     parser.add_argument("--variant", default="ViT-B/32")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, required=True)

@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from conformance.artifact import Artifact
-from tests.graph_edits import rewire_output
-from tests.helpers import copy_artifact
+from tests.support.graph_edits import rewire_output
+from tests.support.helpers import copy_artifact
 
 ROWS_PER_ITEM = 64  # the chain works on 64 rows per input item: compute-bound GEMMs, not cache-bound GEMVs
 

@@ -29,7 +29,7 @@ from conformance import producers
 from conformance.encoders import ClipModel
 from conformance.variants import Variant
 
-VENDOR = Path(__file__).resolve().parent / "vendor" / "immich"
+VENDOR = Path(__file__).resolve().parent.parent / "vendor" / "immich"
 EXPORTERS = {  # commit -> the folder of its openclip.py (and the util.py it imports)
     "9958ac9": VENDOR / "immich-9958ac9/machine-learning/export/immich_model_exporter/exporters/onnx/models",
     "29208ae": VENDOR / "ml-models-29208ae/immich_model/onnx/models",

@@ -6,6 +6,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,7 @@ import torch
 
 from conformance import weights
 from conformance.artifact import Artifact
-from conformance.case import Case, Exporter
+from conformance.case import Case, Exporter, Target
 from conformance.encoders import EncoderKind
 from conformance.export import ExportCache, ExportSpec, export_to
 from conformance.variants import Variant, get
@@ -44,6 +45,21 @@ def skip_unless_runnable(case: Case) -> None:
     reason = recipe_for(case.target).unsupported(case) if case.target.compiled else None
     if reason:
         pytest.skip(reason)
+
+
+def compile_with(
+    cache: ExportCache, root: Path, target: Target, encoder: EncoderKind = EncoderKind.IMAGE, **settings: Any
+) -> Artifact:
+    """tiny-vit's good export compiled for `target` into root/<target>-<encoder>, by the target's recipe with
+    `settings` changed (an older or deliberately worse recipe)."""
+    from conformance.compile.build import compile_to
+    from conformance.compile.recipes import recipe_for
+
+    source = good(cache, TINY_VIT, encoder)
+    recipe = recipe_for(target)
+    folder = root / f"{target}-{encoder}"
+    folder.mkdir(parents=True)
+    return compile_to(folder, source.case.on(target), source, replace(recipe, settings={**recipe.settings, **settings}))
 
 
 def copy_artifact(artifact: Artifact, folder: Path) -> Artifact:
