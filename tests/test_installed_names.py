@@ -83,3 +83,31 @@ def test_another_projects_test_gets_testing_cabals_fixtures(cabal_site, tmp_path
     )
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
     assert outcomes(run) == {"passed": 2}
+
+
+def test_the_install_puts_no_fixtures_package_on_the_path(tmp_path):
+    """Outside the checkout, with nothing added to the path, `fixtures` is nobody's: the distribution installs
+    `conformance` and the entry point module, not a top-level `fixtures` (PYTHONPATH beats an editable finder,
+    so the runs above alone would not show a `fixtures` put back into pyproject's packages)."""
+    probe = (
+        "import importlib.util as u; print(u.find_spec('fixtures'), u.find_spec('pytest_clip_conformance') is not None)"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    run = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert run.stdout.split() == ["None", "True"], run.stdout + run.stderr[-2000:]
+
+
+def test_a_foreign_fixtures_imported_before_the_entry_point_is_a_usage_error_naming_it(tmp_path, monkeypatch):
+    """Where another plugin has imported testing-cabal's `fixtures` before the suite's options load, the run stops
+    with the reason instead of a traceback from the wrong package."""
+    import types
+
+    import pytest_clip_conformance as entry
+
+    foreign = types.ModuleType("fixtures")
+    foreign.__file__ = str(tmp_path / "site" / "fixtures" / "__init__.py")
+    monkeypatch.setitem(sys.modules, "fixtures", foreign)
+    monkeypatch.setattr(sys, "path", list(sys.path))  # the entry point puts the checkout first
+    monkeypatch.chdir(entry.SUITE_ROOT)
+    with pytest.raises(pytest.UsageError, match=r"a package named 'fixtures' \(.*site/fixtures/__init__.py\)"):
+        entry.pytest_addoption(None, None)  # type: ignore[arg-type]

@@ -135,10 +135,13 @@ def test_self_test_helpers_live_apart_from_the_test_modules():
 
 
 def _imported_names(path: Path) -> set[str]:
+    """Every module the file imports, by its full name: `from tests import test_x` and `from .test_x import y`
+    (relative to tests/) included."""
     found = set()
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-        if isinstance(node, ast.ImportFrom) and node.module:
-            found.add(node.module)
+        if isinstance(node, ast.ImportFrom):
+            base = ".".join(filter(None, ["tests" if node.level else None, node.module]))
+            found |= {base} | {f"{base}.{alias.name}" for alias in node.names}
         elif isinstance(node, ast.Import):
             found |= {alias.name for alias in node.names}
     return found

@@ -4,6 +4,7 @@ imported, and the whole set frozen once per run (fixtures/runoptions.py)."""
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -36,7 +37,10 @@ for option in json.loads(sys.argv[1]):
     with contextlib.redirect_stderr(err):
         code = pytest.main([option, "-p", "no:cacheprovider", "--collect-only", "-q"])
     found[option] = [int(code), err.getvalue()]
-print(json.dumps({"runs": found, "torch": "torch" in sys.modules}))
+before = "torch" in sys.modules
+with contextlib.redirect_stderr(io.StringIO()):  # the control: a good run does load the plugin, and torch with it
+    good = pytest.main(["--variant=tiny-vit", "-p", "no:cacheprovider", "--collect-only", "-q"])
+print(json.dumps({"runs": found, "torch": before, "good": [int(good), "torch" in sys.modules]}))
 """
 
 
@@ -55,13 +59,18 @@ def test_a_mistyped_value_of_each_option_is_refused_by_its_parser_before_torch_i
         assert code == 4 and f"argument {option.split('=')[0]}: " in err and wanted in err, (option, err[-800:])
         assert "Traceback" not in err
     assert doc["torch"] is False, "a usage error imported torch: some option is still checked after the plugin loads"
+    assert doc["good"] == [0, True]  # the probe can see torch: a good run imports it
 
 
 def test_every_parsed_option_has_a_mistyped_case_here():
-    """A parser added to an option without a case above would be untested."""
+    """A parser added to an option without a case above would be untested; a parser written anywhere but
+    fixtures/parsing.py (a lambda in options.py) would not be checked before torch."""
     from fixtures.docs import suite_options
 
-    parsed = {o.flag for o in suite_options() if getattr(o.attrs.get("type"), "__module__", "") == parsing.__name__}
+    typed = {o.flag: o.attrs["type"] for o in suite_options() if "type" in o.attrs}
+    plain = {flag for flag, kind in typed.items() if kind in (int, float, Path)}
+    parsed = {flag for flag, kind in typed.items() if getattr(kind, "__module__", "") == parsing.__name__}
+    assert set(typed) == plain | parsed, set(typed) - plain - parsed
     assert parsed == {option.split("=")[0] for option in MISTYPED}
 
 

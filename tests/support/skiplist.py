@@ -18,26 +18,48 @@ ENV = "CLIP_CONFORMANCE_SKIPS_ALLOWED"
 NAME = "clip-conformance-skip-allow-list"
 
 
+MIN_REASON = 24  # characters: a reason short enough to match anything ("the", "not") would allow any skip
+
+
 @dataclass(frozen=True)
 class Allowed:
     reason: str  # a substring of the skip's reason
     why: str  # why CI cannot run that self-test on some machine it may have
+    # The CPU flags (as /proc/cpuinfo spells them) whose presence makes the skip wrong: on a CPU with any of them the
+    # self-test must run, so a skip there means the suite misread its CPU, and fails CI. Read here, from
+    # /proc/cpuinfo itself, not through the suite's own detection, which is what such a skip would hide.
+    unless_cpu_has: tuple[str, ...] = ()
+
+    def allows(self, reason: str, flags: frozenset[str]) -> bool:
+        return self.reason in reason and not flags & set(self.unless_cpu_has)
 
 
 def load(path: Path) -> list[Allowed]:
     with path.open("rb") as file:
         rows = tomllib.load(file).get("allow", [])
-    allowed = [Allowed(str(row["reason"]), str(row["why"])) for row in rows]
-    if not all(a.reason.strip() and a.why.strip() for a in allowed):
-        raise pytest.UsageError(f"{path}: every [[allow]] entry needs a reason to match and a why")
+    allowed = [Allowed(str(r["reason"]), str(r["why"]), tuple(r.get("unless_cpu_has", ()))) for r in rows]
+    if not all(len(a.reason.strip()) >= MIN_REASON and a.why.strip() for a in allowed):
+        raise pytest.UsageError(
+            f"{path}: every [[allow]] entry needs a reason to match (at least {MIN_REASON} characters) and a why"
+        )
     return allowed
+
+
+def host_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> frozenset[str]:
+    try:
+        text = cpuinfo.read_text()
+    except OSError:
+        return frozenset()
+    line = next((x for x in text.splitlines() if x.startswith("flags")), "")
+    return frozenset(line.partition(":")[2].split())
 
 
 class SkipGate:
     """Collects every skip the run reports (the controller sees its workers' too) and judges them at the end."""
 
-    def __init__(self, allowed: list[Allowed], source: Path) -> None:
+    def __init__(self, allowed: list[Allowed], source: Path, flags: frozenset[str] | None = None) -> None:
         self.allowed, self.source = allowed, source
+        self.flags = host_flags() if flags is None else flags
         self.skips: list[tuple[str, str]] = []
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
@@ -55,7 +77,7 @@ class SkipGate:
         self.skips.append((report.nodeid, reason.removeprefix("Skipped: ")))
 
     def unlisted(self) -> list[tuple[str, str]]:
-        return [(node, why) for node, why in self.skips if not any(a.reason in why for a in self.allowed)]
+        return [(node, why) for node, why in self.skips if not any(a.allows(why, self.flags) for a in self.allowed)]
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
