@@ -11,8 +11,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import onnx
-from onnx import TensorProto, helper
 
 K, N = 64, 16
 ACTIVATION, WEIGHT = 255, 127
@@ -22,6 +20,11 @@ IR_VERSION = 8  # onnxruntime 1.20 reads IR <= 10; onnx.helper would stamp onnx'
 
 
 def write_canary(path: Path) -> Path:
+    # Imported here: this package is also read as pytest parses --emulate-cpu (fixtures/parsing.py), where onnx's
+    # import (0.7 s of ml_dtypes) would be paid by every run.
+    import onnx
+    from onnx import TensorProto, helper
+
     weights = helper.make_tensor("w", TensorProto.INT8, [K, N], np.full(K * N, WEIGHT, np.int8).tobytes(), raw=True)
     graph = helper.make_graph(
         [helper.make_node("MatMulInteger", ["a", "w"], ["y"])],
