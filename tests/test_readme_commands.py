@@ -26,8 +26,9 @@ ALLOWED_EXTRAS = (
 MORE_FOLDERS = "--artifacts=PATH"
 # The narrowings CI may add (-k), each named with why; any other -k makes it another command.
 NARROWINGS = {
-    "-k=not test_latency or transformersjs": "exports made elsewhere: latency on transformers.js's folder only; the "
-    "others' graphs are fed by the same input code as every other check (.ci/run's comment on that step)",
+    "-k=not test_latency or (transformersjs and not combined)": "exports made elsewhere: latency on transformers.js's "
+    "split graphs only; the others' graphs are fed by the same input code as every other check (.ci/run's comment "
+    "on that step)",
 }
 # README word -> the words CI runs instead, and why.
 SUBSTITUTES = {
