@@ -1,6 +1,6 @@
 """The axes a case is spelled in, as names: encoders, exporters, precisions, shape profiles, targets and token
 dtypes. Plain enums and constants, importing nothing heavy, so that the command-line options can be checked
-against them before torch is imported (fixtures/parsing.py): a mistyped option is answered in a second."""
+against them before torch is imported (conformance/parsing.py): a mistyped option is answered in a second."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The run's options: each value parsed where pytest parses it (fixtures/parsing.py), refused before torch is
+"""The run's options: each value parsed where pytest parses it (conformance/parsing.py), refused before torch is
 imported, and the whole set frozen once per run (fixtures/runoptions.py)."""
 
 import json
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from fixtures import parsing
+from conformance import parsing
 
 # One mistyped value per option with a parser, and what the refusal must name.
 MISTYPED = {
@@ -64,7 +64,7 @@ def test_a_mistyped_value_of_each_option_is_refused_by_its_parser_before_torch_i
 
 def test_every_parsed_option_has_a_mistyped_case_here():
     """A parser added to an option without a case above would be untested; a parser written anywhere but
-    fixtures/parsing.py (a lambda in options.py) would not be checked before torch."""
+    conformance/parsing.py (a lambda in options.py) would not be checked before torch."""
     from fixtures.docs import suite_options
 
     typed = {o.flag: o.attrs["type"] for o in suite_options() if "type" in o.attrs}
@@ -143,3 +143,26 @@ def test_options_that_contradict_each_other_are_a_usage_error(repo_root, options
 
     run = pytest_run(repo_root, *options, "--collect-only", "-q")
     assert run.returncode == 4 and message in run.stderr, run.stderr[-2000:]
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "parse"),
+    [("--deploy-isa", "avx512vnni", parsing.cpu_flag_list), ("--deploy-cpu", "pentium", parsing.deploy_cpu)],
+)
+def test_export_refuses_a_cpu_flag_or_cpu_in_the_words_pytest_does(tmp_path, capsys, option, value, parse):
+    """`python -m conformance export` reads its CPU flags and CPUs with the parsers of pytest's --deploy-isa and
+    --emulate-cpu: one list of names, one refusal, and nothing written."""
+    import argparse
+
+    from conformance import cli
+
+    out = tmp_path / "bundle"
+    argv = ["export", "--variant", "tiny-vit", "--target", "int8-dynamic", "--out", str(out), option, value]
+    assert cli.main([*argv, "--export-cache", str(tmp_path / "c")]) == cli.USAGE
+    with pytest.raises(argparse.ArgumentTypeError) as refused:
+        parse(value)
+    err = capsys.readouterr().err
+    assert f"error: {option} " in err and str(refused.value) in err and not out.exists(), err
+    assert not (tmp_path / "c").exists()  # refused before anything was exported
+    good, parsed = ("fma,avx2,fma", ("fma", "avx2")) if option == "--deploy-isa" else ("zen3", "zen3")
+    assert parse(good) == parsed  # a good value is taken: flags in the order given, once each

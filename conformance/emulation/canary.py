@@ -20,7 +20,7 @@ IR_VERSION = 8  # onnxruntime 1.20 reads IR <= 10; onnx.helper would stamp onnx'
 
 
 def write_canary(path: Path) -> Path:
-    # Imported here: this package is also read as pytest parses --emulate-cpu (fixtures/parsing.py), where onnx's
+    # Imported here: this package is also read as pytest parses --emulate-cpu (conformance/parsing.py), where onnx's
     # import (0.7 s of ml_dtypes) would be paid by every run.
     import onnx
     from onnx import TensorProto, helper
