@@ -52,10 +52,6 @@ def export_command(args: argparse.Namespace) -> int:
     problem = _writable_target(args.out)
     if problem:
         return _error(problem, USAGE)
-    try:
-        loaded = weights.resolve(variant, args.weights, args.seed)
-    except weights.WeightsError as exc:
-        return _error(str(exc), BAD_WEIGHTS)
     target = Target(args.target)
     if target.runtime == "rknn-simulator":
         return _error(
@@ -85,6 +81,10 @@ def export_command(args: argparse.Namespace) -> int:
     unsupported = recipe_for(target).unsupported(cases[0][EncoderKind.IMAGE]) if target.compiled else None
     if unsupported:
         return _error(unsupported, USAGE)
+    try:  # after every usage check: loading a checkpoint takes seconds
+        loaded = weights.resolve(variant, args.weights, args.seed)
+    except weights.WeightsError as exc:
+        return _error(str(exc), BAD_WEIGHTS)
     print(f"{variant.name}: {loaded.provenance.describe()}", flush=True)
     cache = ExportCache(args.export_cache, progress=lambda m: print(m, flush=True))
     try:

@@ -107,7 +107,7 @@ def test_xdist_groups_by_variant_exports_once_and_a_warm_run_exports_nothing(rep
         "tiny-vit",
         "-n",
         "2",
-        "--exporter",  # one exporter: the scheduling is tested (with dynamo too, 70 s of CI's self-tests, now 40)
+        "--exporter",  # one exporter: the scheduling is tested (with dynamo too: 70 s in CI, now 36-42)
         "torchscript",
         f"--export-cache={cache}",
         "--latency=none",

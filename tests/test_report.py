@@ -59,7 +59,7 @@ def shards(tmp_path_factory, repo_root) -> dict[str, Path]:
         f"--export-cache={root / 'c'}",
         # quick: each graph timed once, at the largest batch (2); two batches typed, so that results.json's
         # record of the option as typed is seen (full mode timed 12 cases up to 5 s each: this fixture took 57 s
-        # of CI's self-tests on a 2-core Zen 4, quick 25 s)
+        # of CI's self-tests on a 2-core Zen 4, quick 24-27 s)
         "--latency=quick",
         "--latency-batches",
         "1,2",

@@ -151,18 +151,21 @@ def test_options_that_contradict_each_other_are_a_usage_error(repo_root, options
 )
 def test_export_refuses_a_cpu_flag_or_cpu_in_the_words_pytest_does(tmp_path, capsys, option, value, parse):
     """`python -m conformance export` reads its CPU flags and CPUs with the parsers of pytest's --deploy-isa and
-    --emulate-cpu: one list of names, one refusal, and nothing written."""
+    --emulate-cpu: one list of names, one refusal, nothing written, and before any checkpoint is read (a missing
+    one here, which would otherwise be exit status 3)."""
     import argparse
 
     from conformance import cli
 
     out = tmp_path / "bundle"
     argv = ["export", "--variant", "tiny-vit", "--target", "int8-dynamic", "--out", str(out), option, value]
+    argv += ["--weights", str(tmp_path / "never-read.pt")]
     assert cli.main([*argv, "--export-cache", str(tmp_path / "c")]) == cli.USAGE
     with pytest.raises(argparse.ArgumentTypeError) as refused:
         parse(value)
     err = capsys.readouterr().err
-    assert f"error: {option} " in err and str(refused.value) in err and not out.exists(), err
+    assert f"error: {option} " in err and str(refused.value) in err and "never-read" not in err, err
+    assert not out.exists()
     assert not (tmp_path / "c").exists()  # refused before anything was exported
     good, parsed = ("fma,avx2,fma", ("fma", "avx2")) if option == "--deploy-isa" else ("zen3", "zen3")
     assert parse(good) == parsed  # a good value is taken: flags in the order given, once each
