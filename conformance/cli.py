@@ -64,7 +64,7 @@ def export_command(args: argparse.Namespace) -> int:
     except ValueError as exc:
         return _error(str(exc), USAGE)
     try:  # the plugin's own parsers (conformance/parsing.py): `export` and `pytest` refuse a flag or CPU alike
-        deploy_isa = list(parsing.cpu_flag_list(args.deploy_isa or ""))
+        deploy_isa = sorted(parsing.cpu_flags(args.deploy_isa or ""))  # as the manifest records them
     except argparse.ArgumentTypeError as exc:
         return _error(f"--deploy-isa {args.deploy_isa!r}: {exc}", USAGE)
     deploy_cpus = list(dict.fromkeys(args.deploy_cpu or []))
