@@ -54,7 +54,8 @@ def _dims(value: onnx.ValueInfoProto) -> tuple[int | str | None, ...]:
 
 
 def _signature(value: onnx.ValueInfoProto) -> TensorSignature:
-    elem = onnx.helper.tensor_dtype_to_np_dtype(value.type.tensor_type.elem_type).name
+    code = value.type.tensor_type.elem_type  # 0: a value declared without a type (the contract names it so)
+    elem = onnx.helper.tensor_dtype_to_np_dtype(code).name if code else "undefined"
     return TensorSignature(value.name, elem, _dims(value))
 
 

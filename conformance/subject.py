@@ -40,7 +40,10 @@ class Subject:
     @property
     def layout(self) -> Layout | None:
         """Another tool's layout, as its graphs carry it (None: the suite's own export or bundle)."""
-        return next((a.layout for a in self.artifacts.values() if a.layout), self.folder_layout)
+        folder = self.folder_layout  # the folder's, where the case is of it (--pair's: its graphs carry their own)
+        if folder is not None and folder.name == self.case.layout:
+            return folder
+        return next((a.layout for a in self.artifacts.values() if a.layout), folder)
 
     @property
     def artifact(self) -> Artifact:

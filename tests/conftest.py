@@ -47,10 +47,10 @@ def leaves_the_users_reports_alone(request: pytest.FixtureRequest) -> Iterator[N
 
 @pytest.fixture(scope="session")
 def made(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> dict[str, Path]:
-    """tiny-vit exported by Optimum, by transformers.js's script, by Rockchip's and Sophgo's zoo procedures and by
-    immich's (the producers extra), once per session: under xdist, once for all its workers (the first builds the
-    folders, under a lock, in the session's own temporary root; the others wait and read them). Tests copy a folder
-    before they change it."""
+    """tiny-vit exported by Optimum, by transformers.js's script, by Rockchip's and Sophgo's zoo procedures, by
+    immich's and onnx_clip's exporters, and to clip-as-service's and fastembed's contracts (the producers extra),
+    once per session: under xdist, once for all its workers (the first builds the folders, under a lock, in the
+    session's own temporary root; the others wait and read them). Tests copy a folder before they change it."""
     pytest.importorskip("optimum.exporters.onnx", reason="the producers extra: pip install -e '.[producers]'")
     pytest.importorskip("open_clip", reason="the producers extra: pip install -e '.[producers]'")
     pytest.importorskip("onnxslim", reason="the producers extra: pip install -e '.[producers]'")
@@ -66,8 +66,10 @@ def made(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureReques
 
 
 def _make(root: Path) -> dict[str, Path]:
+    from tests.support.consumers import clip_as_service_folder, fastembed_folders
     from tests.support.helpers import TINY_VIT, synthetic
     from tests.support.immich import immich_export
+    from tests.support.onnx_clip import onnx_clip_folder
     from tests.support.optimum import optimum_folder
     from tests.support.producer_folders import rknnzoo_folder, sophgo_folder
     from tests.support.transformersjs import convert_both
@@ -77,6 +79,7 @@ def _make(root: Path) -> dict[str, Path]:
     checkpoint = root / "work" / "hf-checkpoint"  # what optimum exported from
     # transformers.js's script with --split_modalities, and without it: the combined onnx/model*.onnx
     convert_both(checkpoint, root / "transformersjs", root / "transformersjs-combined")
+    vision, text = fastembed_folders(checkpoint, root / "fastembed")  # two folders, one tower each
     return {
         "optimum": optimum,
         "transformersjs": root / "transformersjs",
@@ -84,5 +87,9 @@ def _make(root: Path) -> dict[str, Path]:
         "rknnzoo": rknnzoo_folder(optimum, root / "rknnzoo"),
         "sophgo": sophgo_folder(model, TINY_VIT, root / "sophgo"),
         "immich": immich_export(model, TINY_VIT, root / "immich"),  # its exporter at 9958ac9
+        "onnx-clip": onnx_clip_folder(model, TINY_VIT, root / "onnx_clip" / "data"),  # the package's data/
+        "clip-as-service": clip_as_service_folder(model, TINY_VIT, root / "clip" / "ViT-B-32"),  # ~/.cache/clip/
+        "fastembed-vision": vision,
+        "fastembed-text": text,
         "hf-checkpoint": root / "work" / "hf-checkpoint",  # what optimum and transformers.js exported from
     }

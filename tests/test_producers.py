@@ -22,7 +22,7 @@ from tests.support.helpers import TINY_VIT, pytest_run, synthetic
 
 pytest.importorskip("optimum.exporters.onnx", reason="the producers extra: pip install -e '.[producers]'")
 pytest.importorskip("open_clip", reason="the producers extra: pip install -e '.[producers]'")
-from tests.support.graph_edits import pool_last_argmax
+from tests.support.graph_edits import ignore_mask, pool_last_argmax
 from tests.support.immich import immich_export
 from tests.support.producer_folders import copy_folder, edit_file, layout_subjects
 
@@ -132,13 +132,6 @@ def test_an_ignored_attention_mask_is_not_a_fault(made, tmp_path):
     """CLIP pads after the first EOT and its causal mask already hides the padding from the pooled token: a graph
     that never reads attention_mask computes the same embeddings and must pass."""
     folder = copy_folder(made, "optimum", tmp_path)
-
-    def ignore_mask(model) -> None:
-        model.graph.node.insert(0, onnx.helper.make_node("Shape", ["input_ids"], ["mask_shape"]))
-        one = onnx.helper.make_tensor("one", onnx.TensorProto.INT64, [1], [1])
-        model.graph.node.insert(1, onnx.helper.make_node("ConstantOfShape", ["mask_shape"], ["ones_mask"], value=one))
-        for node in model.graph.node[2:]:
-            node.input[:] = ["ones_mask" if name == "attention_mask" else name for name in node.input]
 
     edit_file(folder / "model.onnx", ignore_mask)
     graphs, pair = layout_subjects(folder, "optimum")

@@ -10,7 +10,7 @@ from conformance.artifact import Artifact, ArtifactError
 from conformance.axes import TOKEN_DTYPES
 from conformance.encoders import EncoderKind, expected_dims
 from conformance.graph import TensorSignature, graph_inputs, graph_outputs, load_structure
-from conformance.layouts import Layout
+from conformance.layouts import GraphBinding, Layout
 from conformance.results import CheckResult, failed, verdict
 from conformance.variants import Variant
 
@@ -125,13 +125,26 @@ def check_layout_contract(artifact: Artifact, layout: Layout) -> CheckResult:
         want = {name.removesuffix("?"): spec for name, spec in declared.items()}
         required = {name for name in declared if not name.endswith("?")}
         names = [sig.name for sig in signatures]
-        if not required <= set(names) <= set(want):
+        # a host that takes the first output ignores the others: outputs after it the layout does not name are fine
+        extra_ok = role == "outputs" and layout.binding(artifact.encoder).host_reads == "first"
+        if not required <= set(names) or not (extra_ok or set(names) <= set(want)):
             problems.append(f"{role} are {names}, the layout {layout.name} has {list(declared)}")
         for sig in signatures:
             if sig.name in want:
                 problems += _layout_tensor_problems(sig, want[sig.name], artifact.variant, layout.batch)
+    problems += _host_read_problems(layout.binding(artifact.encoder), [sig.name for sig in found["outputs"]])
     problems += _config_problems(artifact, layout, figures)
     return verdict(CHECK, problems, figures, f"the {layout.name} contract holds")
+
+
+def _host_read_problems(binding: GraphBinding, outputs: list[str]) -> list[str]:
+    """Where the host takes the embedding by position, the graph's outputs in the order and number it needs."""
+    if binding.host_reads == "first" and outputs and outputs[0] != binding.output:
+        return [f"the first output is {outputs[0]!r}: the host takes the first output as the embedding "
+                f"({binding.output!r})"]  # fmt: skip
+    if binding.host_reads == "only" and len(outputs) != 1:
+        return [f"the graph gives {len(outputs)} outputs ({', '.join(outputs)}): the host unpacks exactly one"]
+    return []
 
 
 def _config_problems(artifact: Artifact, layout: Layout, figures: dict[str, Any]) -> list[str]:

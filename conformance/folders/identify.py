@@ -125,9 +125,11 @@ def detect(folder: Path, forced: str | None = None) -> str:
         matched = [n for n in matched if declared[n] == best]
         if len({_binds(folder, get(n)) for n in matched}) == 1:  # they read the files present alike (immich's text
             matched = matched[:1]  # graph alone, whose layouts differ in the image graph's pixels only)
-        if best == 0:  # unreadable graphs: of the layouts reading the same files, the first (its folder check says
-            # they cannot be read); layouts reading other files still make the folder ambiguous
-            matched = list({tuple(get(n).present(folder)): n for n in reversed(matched)}.values())[::-1]
+        if best == 0:  # unreadable graphs: of the layouts reading the same files, the one binding most graphs in them
+            # (Optimum's zero-shot export over a tower alone; its folder check says they cannot be read); layouts
+            # reading other files still make the folder ambiguous
+            ranked = sorted(matched, key=lambda n: (-len(get(n).graphs), n))
+            matched = sorted({tuple(get(n).present(folder)): n for n in reversed(ranked)}.values())
     if len(matched) == 1:
         return matched[0]
     if len(matched) > 1:

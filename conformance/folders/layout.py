@@ -7,7 +7,7 @@ listed for each graph are the graph and the external data it points to (checked 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import onnx
@@ -16,7 +16,7 @@ from conformance.artifact import Artifact, ArtifactError
 from conformance.case import Case, Exporter
 from conformance.encoders import EncoderKind
 from conformance.graph import load_path
-from conformance.layouts import Layout
+from conformance.layouts import ANY_OUTPUT, Layout
 from conformance.variants import Variant
 from conformance.weights import Provenance
 
@@ -60,12 +60,31 @@ def external_files(path: Path) -> list[str]:
     return list(dict.fromkeys(found))
 
 
+def named_outputs(folder: Path, layout: Layout) -> Layout:
+    """The layout with each output it leaves unnamed ("*": clip-as-service's host unpacks the one output, whatever
+    its name) named as the folder's graph names it, in its binding and its contract; unchanged where the graph cannot
+    be read or gives nothing (the folder check and the contract say so)."""
+    graphs, contract = list(layout.graphs), dict(layout.contract)
+    for i, g in enumerate(graphs):
+        model = _structure(folder / g.file) if g.output == ANY_OUTPUT else None
+        if model is None or not model.graph.output:
+            continue
+        name = model.graph.output[0].name
+        graphs[i] = replace(g, output=name)
+        outputs = {name if n == ANY_OUTPUT else n: spec for n, spec in contract[g.file].get("outputs", {}).items()}
+        contract[g.file] = contract[g.file] | {"outputs": outputs}
+    return replace(layout, graphs=tuple(graphs), contract=contract)
+
+
 @dataclass
 class LayoutFolder:
     folder: Path
     layout: Layout
     variant: Variant
     provenance: Provenance = FOREIGN
+
+    def __post_init__(self) -> None:
+        self.layout = named_outputs(self.folder, self.layout)
 
     @property
     def name(self) -> str:

@@ -18,12 +18,14 @@ from typing import Any
 
 from conformance.case import Profile, Target
 from conformance.encoders import EncoderKind
-from conformance.layouts.binding import EOT_TOKEN, PIXELS, GraphBinding, TextRules
+from conformance.layouts import binding as feeding
+from conformance.layouts.binding import ANY_OUTPUT, EOT_TOKEN, HOST_READS, PIXELS, GraphBinding, TextRules
 
-__all__ = ["EOT_TOKEN", "GraphBinding", "Layout", "LayoutError", "TextRules", "get", "layouts", "readers"]
+__all__ = ["ANY_OUTPUT", "EOT_TOKEN", "GraphBinding", "Layout", "LayoutError", "TextRules", "get", "layouts", "readers"]
 
 SUITE = "suite"  # the suite's own bundles (manifest.json); not a data file: conformance/bundle/ reads those
 SUITE_MARKER = "manifest.json"
+PAIR = "pair"  # two single-tower folders joined by --pair (layouts/pair.py): not a layout of files
 CONTEXT = 77  # CLIP's context length (every variant's)
 MASKS = ("none", "through-last-token")
 POOLINGS = ("argmax", "first-eot")
@@ -146,22 +148,20 @@ class Layout:
         required = [n for n in contract.get("inputs", {}) if not n.endswith("?")]
         problems = [f"no input {n!r}" for n in required if n not in inputs]
         problems += [f"input {n!r} is {d}, the layout's is {want[n]}" for n, d in inputs.items()
-                     if n in want and dtype_kind(d) != dtype_kind(want[n])]  # fmt: skip
+                     if n in want and feeding.dtype_kind(d) != feeding.dtype_kind(want[n])]  # fmt: skip
         problems += [f"an input {n!r} the layout does not feed" for n in inputs if n not in want]
         problems += [
-            f"no output {n!r}" for n in contract.get("outputs", {}) if not n.endswith("?") and n not in outputs
+            f"no output {n!r}"
+            for n in contract.get("outputs", {})
+            if not n.endswith("?") and n not in outputs and (n != ANY_OUTPUT or not outputs)
         ]
         return problems
 
     def io_names(self) -> set[str]:
         """Every input and output name its graphs' contracts declare: what a folder's graphs are compared with
         when they fit no layout, to say which comes closest."""
-        return {n.removesuffix("?") for c in self.contract.values() for role in c.values() for n in role}
-
-
-def dtype_kind(dtype: str) -> str:
-    """float or integer: what a host feeds (pixels, ids); the dtype itself for anything else (bool, string)."""
-    return "float" if "float" in dtype else "integer" if dtype.startswith(("int", "uint")) else dtype
+        named = {n.removesuffix("?") for c in self.contract.values() for role in c.values() for n in role}
+        return named - {ANY_OUTPUT}
 
 
 def _text_rules(raw: dict[str, Any], where: str) -> TextRules:
@@ -178,13 +178,6 @@ def _text_rules(raw: dict[str, Any], where: str) -> TextRules:
     if rules.context is not None and not 2 <= rules.context <= CONTEXT:  # room for the start and end tokens
         raise LayoutError(f"{where}: [text] context {rules.context}: from 2 to CLIP's {CONTEXT} ids")
     return rules
-
-
-def _to_longest(contract: dict[str, Any], tokens: str | None) -> bool:
-    """Whether the graph's ids input has a symbolic sequence axis: its host then pads a batch to its longest text."""
-    declared = contract.get("inputs", {})
-    spec: list[Any] = (declared.get(tokens) or declared.get(f"{tokens}?") or []) if tokens else []
-    return len(spec) > 2 and spec[2] == "symbolic"
 
 
 def _parse(name: str, raw: dict[str, Any]) -> Layout:
@@ -204,9 +197,10 @@ def _parse(name: str, raw: dict[str, Any]) -> Layout:
                 dict(g["inputs"]),
                 text,
                 batch,
-                _to_longest(raw["contract"].get(g["file"], {}), g["inputs"].get("tokens")),
+                feeding.to_longest(raw["contract"].get(g["file"], {}), g["inputs"].get("tokens")),
                 bool(g.get("projected", True)),
                 str(g.get("pixels", PIXELS[0])),
+                str(g.get("host_reads", HOST_READS[0])),
             )
             for g in raw["graphs"]
         )
@@ -240,6 +234,10 @@ def _parse(name: str, raw: dict[str, Any]) -> Layout:
     if text.context is not None and any(g.encoder == EncoderKind.TEXT_SPLIT for g in graphs):
         raise LayoutError(f"{where}: a host context applies to pooled text graphs, not to hidden states (text-split)")
     for g in graphs:
+        if g.host_reads not in HOST_READS or (g.output == ANY_OUTPUT and g.host_reads != "only"):
+            raise LayoutError(
+                f"{where}: graph {g.file}: host_reads is one of {HOST_READS}; output {ANY_OUTPUT!r} needs 'only'"
+            )
         if ((not g.projected or g.pixels != PIXELS[0]) and g.encoder != EncoderKind.IMAGE) or g.pixels not in PIXELS:
             raise LayoutError(f"{where}: graph {g.file}: projected and pixels ({PIXELS}) apply to image graphs")
         roles = set(g.inputs)

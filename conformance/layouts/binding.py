@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -10,6 +11,8 @@ from conformance.encoders import CLIP_MEAN, CLIP_STD, EncoderKind
 
 EOT_TOKEN = 49407  # <|endoftext|>, the largest id of CLIP's vocabulary
 PIXELS = ("float-nchw", "uint8-nhwc")  # what an image graph takes: normalised floats, or the image's own bytes
+HOST_READS = ("name", "first", "only")  # how a host picks the embedding among a graph's outputs
+ANY_OUTPUT = "*"  # with host_reads "only": whatever the one output is named
 
 
 @dataclass(frozen=True)
@@ -41,6 +44,11 @@ class GraphBinding:
     # "uint8-nhwc": the resized, cropped image's bytes, [N, R, R, 3], normalised inside the graph (immich's
     # fuse_visual_input); the reference normalises the same bytes as clip's preprocess does
     pixels: str = "float-nchw"
+    # how the host picks the embedding among the graph's outputs: by its name ("name"), as the first output whatever
+    # follows ("first": fastembed runs with no output names and takes [0]), or as the only one ("only":
+    # clip-as-service unpacks `(embedding,) = session.run(None, ...)`, so a second output breaks it); with "only",
+    # `output` may be "*", any name (the folder's graph names it: `folders.layout` reads it)
+    host_reads: str = "name"
 
     @property
     def input_name(self) -> str:
@@ -96,6 +104,18 @@ class GraphBinding:
             host, mask = host[:, : max(width, 1)], mask[:, : max(width, 1)]
         by_role = {"pixels": pixels, "tokens": host, "mask": mask}
         return {name: by_role[role] for role, name in self.inputs.items()}
+
+
+def dtype_kind(dtype: str) -> str:
+    """float or integer: what a host feeds (pixels, ids); the dtype itself for anything else (bool, string)."""
+    return "float" if "float" in dtype else "integer" if dtype.startswith(("int", "uint")) else dtype
+
+
+def to_longest(contract: dict[str, Any], tokens: str | None) -> bool:
+    """Whether the graph's ids input has a symbolic sequence axis: its host then pads a batch to its longest text."""
+    declared = contract.get("inputs", {})
+    spec: list[Any] = (declared.get(tokens) or declared.get(f"{tokens}?") or []) if tokens else []
+    return len(spec) > 2 and spec[2] == "symbolic"
 
 
 _MEAN = np.array(CLIP_MEAN, dtype=np.float32).reshape(1, 3, 1, 1)

@@ -204,3 +204,14 @@ def inf_on_bright_images(artifact: Artifact, folder: Path) -> Artifact:
         )
 
     return edit_graph(artifact, folder, edit)
+
+
+def ignore_mask(model, ids: str = "input_ids", mask: str = "attention_mask", dtype: int = 7) -> None:
+    """A text graph that never reads its attention mask: ones of the ids' shape (`dtype`) where it read the mask."""
+    import onnx
+
+    one = onnx.helper.make_tensor("one", dtype, [1], [1])
+    model.graph.node.insert(0, onnx.helper.make_node("Shape", [ids], ["mask_shape"]))
+    model.graph.node.insert(1, onnx.helper.make_node("ConstantOfShape", ["mask_shape"], ["ones_mask"], value=one))
+    for node in model.graph.node[2:]:
+        node.input[:] = ["ones_mask" if name == mask else name for name in node.input]
