@@ -196,7 +196,7 @@ def save_hf_tokenizer(folder: Path) -> None:
     vocab.write_text(json.dumps(ours.encoder), encoding="utf-8")
     ranked = sorted(ours.bpe_ranks.items(), key=lambda item: item[1])
     merges.write_text("#version: 0.2\n" + "\n".join(" ".join(pair) for pair, _ in ranked) + "\n", encoding="utf-8")
-    CLIPTokenizer(str(vocab), str(merges)).save_pretrained(str(folder))
+    CLIPTokenizer(str(vocab), str(merges), model_max_length=77).save_pretrained(str(folder))  # openai's config's
 
 
 def hf_image_processor(resolution: int) -> Any:

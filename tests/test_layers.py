@@ -20,7 +20,7 @@ FLOORS = (
         "conformance.toolchains",
     ),
     ("conformance.encoders", "conformance.tokenizer", "conformance.architecture", "conformance.synthetic"),
-    ("conformance.case", "conformance.weights", "conformance.layouts", "conformance.producers"),
+    ("conformance.case", "conformance.weights", "conformance.layouts", "conformance.producers", "conformance.hostcode"),
     (
         "conformance.artifact",
         "conformance.inputs",

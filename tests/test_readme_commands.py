@@ -12,7 +12,7 @@ from pathlib import Path
 from fixtures.options import PATH_OPTIONS
 
 REPO = Path(__file__).resolve().parent.parent
-PATHS = (*PATH_OPTIONS, "--out")
+PATHS = (*PATH_OPTIONS, "--out", "--pair")  # --pair: two folders, IMAGE_DIR,TEXT_DIR
 # Options CI may add to a README command: each changes where output goes, what is printed, or narrows a long run;
 # none changes what a check judges.
 ALLOWED_EXTRAS = (
@@ -22,8 +22,8 @@ ALLOWED_EXTRAS = (
     r"--durations=\d+",  # pytest: the slowest printed
     r"--report-dir=PATH",  # where the report goes
 )
-# Only beside a README command that already validates a folder: more folders in the same run.
-MORE_FOLDERS = "--artifacts=PATH"
+# Only beside a README command that already validates a folder: more folders in the same run (a --pair is two).
+MORE_FOLDERS = ("--artifacts=PATH", "--pair=PATH")
 # The narrowings CI may add (-k), each named with why; any other -k makes it another command.
 NARROWINGS = {
     "-k=not test_latency or (transformersjs and not combined)": "exports made elsewhere: latency on transformers.js's "
@@ -79,8 +79,8 @@ def runs(readme: list[str], ci: list[str]) -> bool:
     wanted = [w for word in readme for w in ([SUBSTITUTES[word][0]] if word in SUBSTITUTES else [word])]
 
     def extra(word: str) -> bool:
-        if word == MORE_FOLDERS:
-            return MORE_FOLDERS in readme
+        if word in MORE_FOLDERS:
+            return MORE_FOLDERS[0] in readme
         return word in NARROWINGS or any(re.fullmatch(allowed, word) for allowed in ALLOWED_EXTRAS)
 
     left = list(ci)

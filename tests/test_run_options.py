@@ -24,6 +24,7 @@ MISTYPED = {
     "--latency-tolerance=-1": "give a finite number above 0",
     "--deploy-isa=avx512vnni": "['avx512vnni'] unknown; choose from",
     "--emulate-cpu=pentium": "'pentium' is not in conformance/emulation.toml",
+    "--pair=only-one-folder": "give two folders, IMAGE_DIR,TEXT_DIR",
 }
 
 # pytest.main on each, in one process, then whether torch was ever imported: the answer comes from the parser

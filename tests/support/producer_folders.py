@@ -135,13 +135,17 @@ def edit_file(path: Path, edit: Callable[[Any], None]) -> None:
 
 def main() -> None:
     """`python -m tests.support.producer_folders --variant ViT-B/32 --out DIR`: DIR/optimum (and its
-    sentence-transformers and vision-tower exports, optimum-st and optimum-vision), transformersjs, rknnzoo, sophgo
-    and immich (its three exporters: immich, immich-towers, immich-fused) from synthetic weights (`--seed`), for
+    sentence-transformers and vision-tower exports, optimum-st and optimum-vision), transformersjs, rknnzoo, sophgo,
+    immich (its three exporters: immich, immich-towers, immich-fused), onnx_clip/data (its exporter), and
+    clip/ViT-B-32 and fastembed/clip-{vision,text} (to clip-as-service's and fastembed's contracts) from synthetic
+    weights (`--seed`), for
     `pytest --artifacts=DIR/optimum ... --synthetic-reference` (.ci/run does)."""
     import argparse
 
     from conformance import weights
     from conformance.variants import get
+    from tests.support.consumers import clip_as_service_folder, fastembed_folders
+    from tests.support.onnx_clip import onnx_clip_folder
     from tests.support.transformersjs import MODES, model_repository
 
     parser = argparse.ArgumentParser(prog="python -m tests.support.producer_folders")
@@ -164,14 +168,17 @@ def main() -> None:
         optimum_st_folder(checkpoint, args.out / "optimum-st", Path(work))
         optimum_vision_folder(checkpoint, args.out / "optimum-vision", Path(work))
         model_repository(checkpoint, args.out / "transformersjs", tuple(args.modes))  # split and combined graphs
+        fastembed_folders(checkpoint, args.out / "fastembed")  # clip-vision and clip-text, one tower each
     rknnzoo_folder(args.out / "optimum", args.out / "rknnzoo")
     sophgo_folder(model, variant, args.out / "sophgo")
     immich_export(model, variant, args.out / "immich")  # its exporter at 9958ac9
     immich_export(model, variant, args.out / "immich-towers", "29208ae")
     shutil.copytree(args.out / "immich-towers", args.out / "immich-fused")
     fuse_visual(args.out / "immich-fused" / "visual" / "model.onnx")  # 807c9b1's fuse_visual_input
+    onnx_clip_folder(model, variant, args.out / "onnx_clip" / "data")  # the package's data/ folder
+    clip_as_service_folder(model, variant, args.out / "clip" / "ViT-B-32")  # its ~/.cache/clip/ViT-B-32
     print(f"wrote {args.out}/: optimum, optimum-st, optimum-vision, transformersjs, rknnzoo, sophgo, immich, "
-          "immich-towers and immich-fused")  # fmt: skip
+          "immich-towers, immich-fused, onnx_clip/data, clip/ViT-B-32 and fastembed/clip-{vision,text}")  # fmt: skip
 
 
 if __name__ == "__main__":
