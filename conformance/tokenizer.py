@@ -81,3 +81,8 @@ def tokenizer_problems(record: Any, context_length: int) -> list[str]:
                 f"tokenizer: {key} is {record.get(key)!r}, the installed clip tokenizer has {expected[key]!r}"
             )
     return problems
+
+
+def untruncated_length(text: str) -> int:
+    """The ids `clip.tokenize(text, truncate=False)` needs: the start token, the text's, the end token."""
+    return len(_tokenizer().encode(text)) + 2

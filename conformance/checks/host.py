@@ -20,15 +20,15 @@ from conformance.outputs import onnx_output, torch_output
 from conformance.results import CheckResult, error_line, failed, skipped, verdict
 from conformance.runtime import session
 from conformance.subject import Subject
+from conformance.tokenizer import untruncated_length
 from conformance.tolerances import data_file, tolerance
 from conformance.toolchains.rknn import ToolchainError
 from conformance.variants import Variant
 
 PHOTOS = ("astronaut.png", "chelsea.png", "coffee.png", "rocket.jpg", "motorcycle_left.png", "horse.png")
 GREY = "camera.png"  # greyscale, fed as stored
-# What a host's tokenizer must normalise as clip.tokenize does (ftfy, whitespace, lower case), besides the edge
-# texts and prompts. Not here: HTML entities, which clip.tokenize unescapes ("&amp;" -> "&") and transformers'
-# tokenizer does not.
+# What a host's tokenizer must normalise as clip.tokenize does (ftfy, whitespace, lower case), besides the edge texts
+# and prompts. Not here: HTML entities, which clip.tokenize unescapes ("&amp;" -> "&") and transformers' does not.
 HOST_TEXTS = (
     "A Photo of  a DOG",
     "ALL CAPS TEXT!!!",
@@ -107,7 +107,9 @@ def check_host_preprocessing(
     ours, photos = clip.clip._transform(resolution), photographs()
     try:
         found = hostcode.preprocess(folder, layout.preprocessing, photos)
-    except (hostcode.HostCodeError, ToolchainError) as exc:
+    except ToolchainError as exc:  # the host's venv broke (not the folder): reinstall it
+        return skipped(check, f"the host's venv failed, not the folder: {error_line(exc)} (install it with --force)")
+    except hostcode.HostCodeError as exc:
         return failed(check, f"the layout's preprocessing cannot be built: {error_line(exc)}")
     pairs, problems, sizes = {}, [], set()
     for name, photo in photos.items():
@@ -155,6 +157,8 @@ def check_host_tokenizer(
     texts = [t for case in inputs.EDGE_TEXTS.values() for t in case] + inputs.prompts(8) + list(HOST_TEXTS)
     try:
         theirs, masks, refused = hostcode.tokenize(folder, layout.tokenizer, texts, context)
+    except ToolchainError as exc:  # the host's venv broke (not the folder): reinstall it
+        return skipped(check, f"the host's venv failed, not the folder: {error_line(exc)} (install it with --force)")
     except Exception as exc:  # noqa: BLE001 - the host's own error (a missing venv is a skip, above)
         return failed(check, f"the layout's tokenizer failed: {error_line(exc)}")
     if theirs.shape[1] < context:  # a host that pads a batch to its longest text: the rest is its padding too
@@ -163,7 +167,7 @@ def check_host_tokenizer(
         theirs = np.pad(theirs, ((0, 0), (0, context - theirs.shape[1])), constant_values=fill)
         masks = None if masks is None else np.pad(masks, ((0, 0), (0, context - masks.shape[1])))
     ours = inputs.tokens(texts, variant).astype(np.int64)
-    long = {i for i in refused if len(clip.tokenize(texts[i], truncate=True)[0].nonzero()) >= context}
+    long = {i for i in refused if untruncated_length(texts[i]) > context}  # what clip.tokenize(truncate=False) refuses
     problems = [f"text {i} ({texts[i][:40]!r}): the host refuses it: {why[:200]}" for i, why in refused.items()
                 if i not in long]  # fmt: skip
     pad = layout.graphs[0].text.pad_token
@@ -180,6 +184,9 @@ def check_host_tokenizer(
             problems.append(
                 f"text {i} ({texts[i][:40]!r}): ids {b[:end].tolist()[:12]} ... != clip's {a[:end].tolist()[:12]}"
             )
+        if masks is not None and not masks[i, :end].all():  # the text through its first EOT must be attended
+            problems.append(f"text {i} ({texts[i][:40]!r}): the host's attention mask is 0 before the first EOT, at "
+                            f"{np.flatnonzero(masks[i, :end] == 0).tolist()[:8]}")  # fmt: skip
     figures: dict[str, Any] = {"texts": len(texts), "mismatches": len(problems), "tokenizer": str(folder / sub)}
     summary = f"{len(texts) - len(refused)} texts tokenised as clip.tokenize does"
     if long:  # clip.tokenize(truncate=False), its default, refuses them too: the host's callers must cut them

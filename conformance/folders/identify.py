@@ -134,8 +134,8 @@ def detect(folder: Path, forced: str | None = None) -> str:
         return matched[0]
     if len(matched) > 1:
         raise SeveralLayouts(f"{folder} fits several layouts ({', '.join(matched)}): pass --layout=NAME to choose one")
-    if mismatched:
-        name, problems = next(iter(mismatched.items()))
+    if mismatched:  # the layout whose graphs the folder's come closest to
+        name, problems = min(mismatched.items(), key=lambda item: len(item[1]))
         raise _not_its_graphs(folder, get(name), problems)
     looked = "; ".join(f"{n}: {wants(lay)}" for n, lay in layouts().items())
     raise NoLayout(

@@ -86,15 +86,9 @@ def install_host(host: Host, progress: Callable[[str], None], root: Path | None 
     directory.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(directory.parent / f".{directory.name}.lock")):
         found = None if force else find_host(host, root)
-        if found is not None:
-            progress(f"[{host.name}] already installed in {directory}")
+        if rknn.reused(directory, host.name, found, progress):
+            assert found is not None
             return found
-        if directory.exists():
-            progress(f"[{host.name}] removing an incomplete or stale install in {directory}")
-            import shutil
-
-            shutil.rmtree(directory)
-        directory.mkdir()
         start, log = time.monotonic(), directory / rknn.INSTALL_LOG
         progress(f"[{host.name}] creating venv in {directory}; pip install (log: {log}) ...")
         rknn.logged([sys.executable, "-m", "venv", directory], log, "creating the venv")

@@ -202,16 +202,25 @@ def install(progress: Callable[[str], None], root: Path | None = None, force: bo
     directory.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(directory.parent / f".{directory.name}.lock")):
         found = None if force else find_toolchain(root)
-        if found is not None:
-            progress(f"[{TOOLCHAIN}] already installed in {directory}")
+        if reused(directory, TOOLCHAIN, found, progress):
+            assert found is not None
             return found
-        if directory.exists():
-            progress(f"[{TOOLCHAIN}] removing an incomplete or stale install in {directory}")
-            shutil.rmtree(directory)
-        directory.mkdir()
         start = time.monotonic()
         _install_into(directory, progress)
         return _finish(directory, time.monotonic() - start, progress)
+
+
+def reused(directory: Path, label: str, found: object | None, progress: Callable[[str], None]) -> bool:
+    """Whether the verified install `found` is reused; if not, `directory` is cleared for a fresh build (a folder
+    without its marker is an interrupted install, never trusted)."""
+    if found is not None:
+        progress(f"[{label}] already installed in {directory}")
+        return True
+    if directory.exists():
+        progress(f"[{label}] removing an incomplete or stale install in {directory}")
+        shutil.rmtree(directory)
+    directory.mkdir()
+    return False
 
 
 def _finish(directory: Path, seconds: float, progress: Callable[[str], None]) -> Toolchain:
