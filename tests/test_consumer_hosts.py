@@ -170,3 +170,6 @@ def test_pair_folders_named_twice_or_that_fit_no_layout(made, repo_root, tmp_pat
     unfit = pytest_run(repo_root, "--variant=tiny-vit", "--latency=none", "--collect-only", "-q",
                        f"--pair={tmp_path},{text}")  # fmt: skip
     assert unfit.returncode == 4 and "fits no known layout" in unfit.stdout + unfit.stderr
+    forced = pytest_run(repo_root, "--variant=tiny-vit", "--latency=none", "--collect-only", "-q",
+                        "--layout=fastembed-vision", f"--pair={vision},{text}")  # fmt: skip
+    assert forced.returncode == 0 and "fastembed-text" in forced.stdout, forced.stdout[-2000:] + forced.stderr[-2000:]
