@@ -7,6 +7,7 @@ the export cache key, and its `record()` what results.json, the report and laten
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,15 @@ from conformance.variants import Variant, get
 
 # Both exporters default to this opset on the installed torch (20 on torch 2.14.1).
 DEFAULT_OPSET: int = onnx_constants.ONNX_DEFAULT_OPSET
+
+
+class Scope(StrEnum):
+    """What one test of a check runs on (the registry's `Check.scope`)."""
+
+    GRAPH = "graph"  # one graph: Subject with case.encoder set
+    PAIR = "pair"  # the encoders of one variant, exporter and opset together
+    BUNDLE = "bundle"  # a bundle folder, before anything in it is trusted
+    TIMED = "timed"  # one graph at one batch size, timed (the parameter is a latency.Timing)
 
 
 @dataclass(frozen=True)

@@ -10,14 +10,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
 from hypothesis import strategies as st
 
 from conformance import inputs
-from conformance.case import Case, Precision, Profile, Target
+from conformance.case import Case, Precision, Profile, Scope, Target
 from conformance.checks.batch import check_dynamic_batch, check_repeatability, check_row_independence
 from conformance.checks.bundle import check_bundle_integrity
 from conformance.checks.contract import check_io_contract, check_layout_contract
@@ -48,14 +47,7 @@ from conformance.encoders import EncoderKind
 from conformance.numerics import Tolerance
 from conformance.results import CheckResult, skipped
 from conformance.subject import Subject
-
-
-class Scope(StrEnum):
-    GRAPH = "graph"  # one graph: Subject with case.encoder set
-    PAIR = "pair"  # the encoders of one variant, exporter and opset together
-    BUNDLE = "bundle"  # a bundle folder, before anything in it is trusted
-    TIMED = "timed"  # one graph at one batch size, timed (the parameter is a latency.Timing)
-
+from conformance.verdicts import Reuse
 
 # (subject, parameter) -> result. The parameter is the row's `params` value, Hypothesis's `data` for a
 # drawn row, a bundle folder, or the timing plan.
@@ -79,6 +71,7 @@ class Check:
     layouts_only: bool = False  # a host-contract check: only for another tool's layout (--artifacts)
     emulated: bool = False  # precision-sensitive: also runs on each --emulate-cpu, on outputs recorded under qemu
     needs: frozenset[str] = frozenset()  # graphs it reads besides its own (image, text, source): skips without them
+    reuse: Reuse = Reuse.NEVER  # what a stored pass depends on, where it may stand for a run (conformance/verdicts.py)
 
     def applies(self, case: Case) -> bool:
         return (
@@ -249,35 +242,38 @@ COMPILED = frozenset(t for t in ANY_INPUT if t.compiled)
 EXPORT = frozenset({Target.ONNX})  # the host checks: another tool's fp32 graphs, not again per compiled sibling
 SOURCE, BOTH = frozenset({"source"}), frozenset({"image", "text"})  # what a folder may lack (Subject.missing)
 NOT_ON_STATIC = "no dynamic batch to check (the batch checks compare its batch with batch 1 of the same graph)"
+G, M = Reuse.GRAPH, Reuse.MACHINE  # the rest: Reuse.NEVER (a measurement, a folder not yet trusted, a host's venv)
 
 # fmt: off
 CHECKS: tuple[Check, ...] = (
-    Check("opset_validity", _opset_validity, targets=ANY_INPUT),
-    Check("io_contract", _io_contract, targets=ANY_INPUT),
-    Check("profile_ops", run_profile_ops, profiles=STATIC, targets=ANY_INPUT),
-    Check("static_shapes", run_static_shapes, profiles=STATIC, targets=ANY_INPUT),
-    Check("profile_dtypes", run_profile_dtypes, profiles=STATIC, targets=ANY_INPUT),
-    Check("finite_constants", run_finite_constants, profiles=STATIC, targets=ANY_INPUT),
-    Check("realised_precision", _realised_precision, targets=STORED_PRECISION),
-    Check("int8_saturation", _int8_saturation, targets=INT8),
-    Check("repeatability", _repeatability, targets=ANY_INPUT),
-    Check("dynamic_batch", _dynamic_batch, targets=ANY_INPUT, static_skip=NOT_ON_STATIC),
+    Check("opset_validity", _opset_validity, targets=ANY_INPUT, reuse=G),
+    Check("io_contract", _io_contract, targets=ANY_INPUT, reuse=G),
+    Check("profile_ops", run_profile_ops, profiles=STATIC, targets=ANY_INPUT, reuse=G),
+    Check("static_shapes", run_static_shapes, profiles=STATIC, targets=ANY_INPUT, reuse=G),
+    Check("profile_dtypes", run_profile_dtypes, profiles=STATIC, targets=ANY_INPUT, reuse=G),
+    Check("finite_constants", run_finite_constants, profiles=STATIC, targets=ANY_INPUT, reuse=G),
+    Check("realised_precision", _realised_precision, targets=STORED_PRECISION, reuse=G),
+    Check("int8_saturation", _int8_saturation, targets=INT8, reuse=M),
+    Check("repeatability", _repeatability, targets=ANY_INPUT, reuse=M),
+    Check("dynamic_batch", _dynamic_batch, targets=ANY_INPUT, static_skip=NOT_ON_STATIC, reuse=M),
     Check("dynamic_batch_drawn", _dynamic_batch_drawn, targets=ANY_INPUT, tolerance="dynamic_batch", drawn=True,
-          static_skip=NOT_ON_STATIC),
-    Check("row_independence", _row_independence, targets=ANY_INPUT),
-    Check("parity", _parity, reference=True, emulated=True),
-    Check("source_agreement", _source_agreement, targets=COMPILED, tolerance="parity", emulated=True, needs=SOURCE),
-    Check("finite_extremes", _finite_extremes, emulated=True),
-    Check("fusions", _fusions, targets=frozenset({Target.ORT_OPT}), params=FUSED_OPS),
-    Check("zero_shot_agreement", _zero_shot_agreement, scope=Scope.PAIR, reference=True, emulated=True, needs=BOTH),
-    Check("known_answer", _known_answer, scope=Scope.PAIR, targets=ANY_INPUT, reference=True, needs=BOTH),
-    Check("projection_file", _projection_file, encoders=SPLIT, reference=True),
+          static_skip=NOT_ON_STATIC, reuse=M),
+    Check("row_independence", _row_independence, targets=ANY_INPUT, reuse=M),
+    Check("parity", _parity, reference=True, emulated=True, reuse=M),
+    Check("source_agreement", _source_agreement, targets=COMPILED, tolerance="parity", emulated=True, needs=SOURCE,
+          reuse=M),
+    Check("finite_extremes", _finite_extremes, emulated=True, reuse=M),
+    Check("fusions", _fusions, targets=frozenset({Target.ORT_OPT}), params=FUSED_OPS, reuse=G),
+    Check("zero_shot_agreement", _zero_shot_agreement, scope=Scope.PAIR, reference=True, emulated=True, needs=BOTH,
+          reuse=M),
+    Check("known_answer", _known_answer, scope=Scope.PAIR, targets=ANY_INPUT, reference=True, needs=BOTH, reuse=M),
+    Check("projection_file", _projection_file, encoders=SPLIT, reference=True, reuse=G),
     Check("projection_roundtrip", _projection_roundtrip, encoders=SPLIT, params=EDGE_CASES, targets=ANY_INPUT,
-          reference=True),
+          reference=True, reuse=M),
     Check("projection_roundtrip_drawn", _projection_roundtrip_drawn, encoders=SPLIT,
-          tolerance="projection_roundtrip", drawn=True, targets=ANY_INPUT, reference=True),
-    Check("token_dtype", _token_dtype, encoders=TEXT, targets=ANY_INPUT),
-    Check("split_matches_full", _split_matches_full, scope=Scope.PAIR, targets=ANY_INPUT),
+          tolerance="projection_roundtrip", drawn=True, targets=ANY_INPUT, reference=True, reuse=M),
+    Check("token_dtype", _token_dtype, encoders=TEXT, targets=ANY_INPUT, reuse=M),
+    Check("split_matches_full", _split_matches_full, scope=Scope.PAIR, targets=ANY_INPUT, reuse=M),
     Check("host_preprocessing", run_host_preprocessing, scope=Scope.PAIR, layouts_only=True, targets=EXPORT,
           needs=frozenset({"image-tower"})),
     Check("host_tokenizer", run_host_tokenizer, scope=Scope.PAIR, layouts_only=True, targets=EXPORT,

@@ -19,6 +19,7 @@ class CheckResult:
     status: Status
     message: str = ""
     figures: dict[str, Any] = field(default_factory=dict)
+    reused_from: str | None = None  # when a passed verdict on the same inputs was checked (conformance/verdicts.py)
 
     @property
     def passed(self) -> bool:

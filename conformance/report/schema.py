@@ -17,12 +17,14 @@ Schema version 2 (documented in docs/reports.md; version 1 had no case axes and 
                   (name -> {producer, skips}), and every file with what it was read as or why not
   tests           [{nodeid, test, check, case, variant, encoder, exporter, opset, precision, target,
                     profile, static_batch, emulated_cpu, layout, sibling, bundle, batch, outcome, duration_s,
-                    message, xfail_reason, figures, artifact}]
+                    message, xfail_reason, figures, artifact, reused_from}]
                   `case` is the case ID (the test ID's parameter part); `check` the registry's check name;
                   precision, target and profile are the compile axes (fp32, onnx, dynamic for a raw export);
                   static_batch is present only for a static profile's graph (npu-static, rknn);
                   emulated_cpu only for a check run under qemu (its alias in conformance/emulation.toml);
                   layout and sibling only for another tool's graph (its layout, its compiled sibling's suffix).
+                  reused_from: null, or when a pass reused from an earlier run on the same inputs was checked
+                  (ISO-8601 UTC; conformance/verdicts.py)
   outcome is one of passed, failed, error, skipped, xfailed, xpassed.
 """
 
