@@ -1,12 +1,14 @@
 import json
 import multiprocessing
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import torch
 
-from conformance.case import Case, Exporter
+from conformance.case import Case, Exporter, Target
 from conformance.encoders import EncoderKind
 from conformance.export import ExportCache, ExportError, ExportSpec
 from conformance.weights import Provenance
@@ -59,6 +61,45 @@ def test_cache_key_changes_with_everything_that_changes_the_output():
         ExportSpec(Case(TINY_RN, EncoderKind.IMAGE, Exporter.TORCHSCRIPT)).cache_key(synthetic0),
     }
     assert len(keys) == 7
+
+
+_REFUSE_ORT = """
+import sys, tempfile
+from pathlib import Path
+import onnxruntime
+from conformance.axes import Target
+from conformance.case import Case, Exporter
+from conformance.encoders import EncoderKind
+from conformance.export import ExportCache, ExportSpec
+from tests.support.helpers import TINY_VIT, synthetic
+class Refuse:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] == "onnxruntime":
+            raise ImportError(f"the export imported {name}")
+def refused(*args, **kwargs):
+    raise RuntimeError("the export opened an onnxruntime session")
+onnxruntime.InferenceSession = onnxruntime.SessionOptions = refused  # the suite imports it; the export must not use it
+for name in [m for m in sys.modules if m.split(".")[0] == "onnxruntime" and m != "onnxruntime"]:
+    del sys.modules[name]  # its tools (quantisation, transformers' optimiser) would be imported again, and refused
+sys.meta_path.insert(0, Refuse())
+loaded, cache = synthetic(TINY_VIT), ExportCache(Path(tempfile.mkdtemp()), progress=lambda m: None)
+for exporter in Exporter:
+    for target in (Target.ONNX, Target.NPU_STATIC):
+        case = Case(TINY_VIT, EncoderKind.TEXT_SPLIT, exporter).on(target, 1 if target == Target.NPU_STATIC else None)
+        print(cache.get(ExportSpec(case), loaded.model, loaded.provenance).onnx_path.stat().st_size > 0)
+"""
+
+
+def test_an_export_from_the_model_never_imports_onnxruntime_so_its_key_leaves_its_version_out(repo_root):
+    """The fp32 and static exports' cache key leaves onnxruntime's version out (CI's oldest-onnxruntime step reuses
+    the exports): that holds only while exporting never imports it, which a process that refuses the import shows."""
+    run = subprocess.run(
+        [sys.executable, "-c", _REFUSE_ORT], cwd=repo_root, capture_output=True, text=True, timeout=600
+    )
+    assert run.returncode == 0 and run.stdout.split() == ["True"] * 4, run.stderr[-3000:]
+    onnx_spec = ExportSpec(Case(TINY_VIT, EncoderKind.IMAGE, Exporter.TORCHSCRIPT))
+    assert "onnxruntime" not in onnx_spec.versions()
+    assert "onnxruntime" in ExportSpec(onnx_spec.case.on(Target.INT8_DYNAMIC)).versions()
 
 
 def test_failed_export_leaves_nothing_a_later_run_trusts(tmp_path, monkeypatch):
