@@ -138,17 +138,24 @@ def test_export_slowed_1_7x_fails_against_its_baseline_and_the_good_one_does_not
     1.7x regression at each timed batch size, which the coarse gate lets through."""
     model, good_artifact = vitb32[1], _export(vitb32, encoder)
     plan = LatencyPlan(batch=batch, min_rounds=7, warmup=2, max_rounds=28)
-    recorded = measure_latency(good_artifact, model, plan)["ratio_p50"]
-    tolerance = limits().baseline_tolerance
-    gates = Gates(latency_gate(), baseline=BaselineMatch(recorded, source="the run before"), tolerance=tolerance)
+    recorded = [measure_latency(good_artifact, model, plan)["ratio_p50"] for _ in range(2)]
 
     def paired_ratio(artifact):  # what the gate judges: the export's p50 over torch's, timed in the same rounds
-        return measure_latency(artifact, model, plan)["ratio_p50"]
+        ratio = measure_latency(artifact, model, plan)["ratio_p50"]
+        if artifact is good_artifact:
+            recorded.append(ratio)  # the good export, timed again beside each slowed copy
+        return ratio
 
     slowed, achieved = slow_down_by(
         good_artifact, tmp_path, 1.7, inputs.batch_for(VIT_B32, encoder, batch), measure=paired_ratio
     )
     assert 1.5 < achieved < 2.2, f"the slowed copy is {achieved:.2f}x, not about 1.7x"
+    # The baseline: the median of three or more runs of the good export, as a baseline recorded over several CI runs
+    # would be. One run alone once recorded 0.37 where the good export gave 0.86-0.91 before and after (the 2-core
+    # Xeon with AMX, family 6 model 167, in its first run of this test: a burst of load on the shared host).
+    tolerance = limits().baseline_tolerance
+    baseline = BaselineMatch(float(np.median(recorded)), source="the runs before")
+    gates = Gates(latency_gate(), baseline=baseline, tolerance=tolerance)
     fast, slow = (check_latency_of(a, model, plan, gates) for a in (good_artifact, slowed))
     assert fast.passed and fast.figures["gates"]["baseline"]["decision"] != "failed", fast.message
     assert not slow.passed and "the baseline's" in slow.message and f"above 1 + {tolerance:.0%}" in slow.message
