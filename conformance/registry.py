@@ -253,7 +253,7 @@ CHECKS: tuple[Check, ...] = (
     Check("profile_dtypes", run_profile_dtypes, profiles=STATIC, targets=ANY_INPUT, reuse=G),
     Check("finite_constants", run_finite_constants, profiles=STATIC, targets=ANY_INPUT, reuse=G),
     Check("realised_precision", _realised_precision, targets=STORED_PRECISION, reuse=G),
-    Check("int8_saturation", _int8_saturation, targets=INT8, reuse=M),
+    Check("int8_saturation", _int8_saturation, targets=INT8, reuse=G),
     Check("repeatability", _repeatability, targets=ANY_INPUT, reuse=M),
     Check("dynamic_batch", _dynamic_batch, targets=ANY_INPUT, static_skip=NOT_ON_STATIC, reuse=M),
     Check("dynamic_batch_drawn", _dynamic_batch_drawn, targets=ANY_INPUT, tolerance="dynamic_batch", drawn=True,

@@ -25,6 +25,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from filelock import FileLock
+
 from conformance import atomic
 from conformance.results import CheckResult, Status
 
@@ -32,7 +34,7 @@ SCHEMA = "clip-conformance-verdict/1"
 SUITE_ROOT = Path(__file__).resolve().parent.parent
 # The suite's code and data files: the checks, the helpers they import, tolerances, ISA tables, profiles, layouts,
 # limits, expected failures, and the plugin that feeds them. Any change in any of them is a change in every key.
-CODE = ("conformance", "fixtures", "conftest.py", "pytest.ini", "pyproject.toml")
+CODE = ("conformance", "fixtures", "conftest.py", "pytest_clip_conformance.py", "pytest.ini", "pyproject.toml")
 
 
 class Reuse(StrEnum):
@@ -41,8 +43,13 @@ class Reuse(StrEnum):
     NEVER = "never"
 
 
+def _plain(value: object) -> object:
+    """JSON for what json cannot write: a set in sorted order (its own order changes with PYTHONHASHSEED)."""
+    return sorted(map(str, value)) if isinstance(value, set | frozenset) else str(value)
+
+
 def _sha256(parts: Any) -> str:
-    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=_plain).encode()).hexdigest()
 
 
 def tree_digest(root: Path, names: tuple[str, ...]) -> str:
@@ -78,6 +85,7 @@ class FileDigests:
 
     path: Path | None = None
     known: dict[str, str] = field(default_factory=dict)
+    added: int = 0  # hashed by this process: nothing to save without them (xdist's controller hashes none)
 
     @classmethod
     def load(cls, path: Path) -> FileDigests:
@@ -93,6 +101,7 @@ class FileDigests:
         if stamp not in self.known:
             with file.open("rb") as handle:
                 self.known[stamp] = hashlib.file_digest(handle, "sha256").hexdigest()
+            self.added += 1
         return self.known[stamp]
 
     def folder(self, folder: Path) -> dict[str, str]:
@@ -101,8 +110,25 @@ class FileDigests:
         return {str(p.relative_to(folder)): self.of(p) for p in files}
 
     def save(self) -> None:
-        if self.path is not None:
-            atomic.write_json(self.path, self.known)
+        """Merge with what other processes (xdist's workers) saved meanwhile, keep only the stamps that still
+        describe their file, and write. Unwritable: the next run hashes again."""
+        if self.path is None or not self.added:
+            return
+        try:
+            with FileLock(self.path.with_name(self.path.name + ".lock")):
+                merged = {**FileDigests.load(self.path).known, **self.known}
+                atomic.write_json(self.path, {k: v for k, v in merged.items() if _current(k)})
+        except OSError:
+            pass
+
+
+def _current(stamp: str) -> bool:
+    path = stamp.rsplit("|", 5)[0]
+    try:
+        st = os.stat(path)
+    except OSError:
+        return False
+    return stamp == f"{path}|{st.st_dev}|{st.st_ino}|{st.st_size}|{st.st_mtime_ns}|{st.st_ctime_ns}"
 
 
 @dataclass(frozen=True)
@@ -136,7 +162,7 @@ class VerdictStore:
         """The stored pass, its `reused_from` saying when it was checked; None for anything else."""
         try:
             data = json.loads(self._path(key).read_text(encoding="utf-8"))
-            if data.get("schema") != SCHEMA or data["result"]["status"] != Status.PASSED:
+            if not isinstance(data, dict) or data.get("schema") != SCHEMA or data["result"]["status"] != Status.PASSED:
                 return None
             stored = data["result"]
             return CheckResult(
