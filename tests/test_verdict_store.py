@@ -43,8 +43,10 @@ def test_a_pass_is_reused_for_the_same_inputs_and_says_when(subject, tmp_path):
     assert calls == [subject.case.id] and first.reused_from is None
     assert second.passed and second.reused_from and second.figures == {"batch_sizes": [1, 2]}
     assert v.reused == [f"{subject.case.id}::dynamic_batch"]
-    fresh = Verdicts(None, FileDigests(), v.options)  # --fresh: no store, so it runs
-    assert fresh.run(row, subject, None, "").reused_from is None and len(calls) == 2
+    shutil.rmtree(tmp_path / "verdicts")
+    fresh = Verdicts(v.store, FileDigests(), v.options, fresh=True)  # --fresh: it runs every time...
+    assert [fresh.run(row, subject, None, "").reused_from for _ in range(2)] == [None, None] and len(calls) == 3
+    assert v.run(row, subject, None, "").reused_from and len(calls) == 3  # ...and stores its pass for the next run
 
 
 def test_failures_and_skips_are_never_stored_and_a_damaged_entry_is_a_miss(subject, tmp_path):
