@@ -42,7 +42,6 @@ def test_a_pass_is_reused_for_the_same_inputs_and_says_when(subject, tmp_path):
     first, second = v.run(row, subject, None, ""), v.run(row, subject, None, "")
     assert calls == [subject.case.id] and first.reused_from is None
     assert second.passed and second.reused_from and second.figures == {"batch_sizes": [1, 2]}
-    assert v.reused == [f"{subject.case.id}::dynamic_batch"]
     shutil.rmtree(tmp_path / "verdicts")
     fresh = Verdicts(v.store, FileDigests(), v.options, fresh=True)  # --fresh: it runs every time...
     assert [fresh.run(row, subject, None, "").reused_from for _ in range(2)] == [None, None] and len(calls) == 3
