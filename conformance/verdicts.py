@@ -3,8 +3,8 @@
 A check's row in the registry says what its verdict depends on (`Reuse`):
   GRAPH    the graph's bytes and the rest of its folder, the weights it is compared with, the suite's code and
            data files, the options that change a check, and every installed distribution's version;
-  MACHINE  all that, and the machine that ran it: the CPU (model, family, every flag /proc/cpuinfo lists) and the
-           onnxruntime thread count, since it ran the graph and compared what came out;
+  MACHINE  all that, and the machine that ran it (fixtures/reuse.py's `machine`: every /proc/cpuinfo line of the
+           first CPU, torch's kernel level, the thread count), since it ran the graph and compared what came out;
   NEVER    a measurement (latency), a folder before anything in it is trusted, or code outside this environment.
 The key is a SHA-256 over all of it (`Key`); only a passed verdict is stored, so a failure is always checked
 again and a changed input always runs the check. A stored verdict is a small JSON file, written atomically; one
@@ -96,8 +96,7 @@ class FileDigests:
         return cls(path, known if isinstance(known, dict) else {})
 
     def of(self, file: Path) -> str:
-        st = file.stat()
-        stamp = f"{file.resolve()}|{st.st_dev}|{st.st_ino}|{st.st_size}|{st.st_mtime_ns}|{st.st_ctime_ns}"
+        stamp = _stamp(str(file.resolve()))
         if stamp not in self.known:
             with file.open("rb") as handle:
                 self.known[stamp] = hashlib.file_digest(handle, "sha256").hexdigest()
@@ -122,13 +121,17 @@ class FileDigests:
             pass
 
 
+def _stamp(path: str) -> str:
+    """What a file's digest is remembered by; os.stat's OSError for a file that is gone."""
+    st = os.stat(path)
+    return f"{path}|{st.st_dev}|{st.st_ino}|{st.st_size}|{st.st_mtime_ns}|{st.st_ctime_ns}"
+
+
 def _current(stamp: str) -> bool:
-    path = stamp.rsplit("|", 5)[0]
     try:
-        st = os.stat(path)
+        return _stamp(stamp.rsplit("|", 5)[0]) == stamp
     except OSError:
         return False
-    return stamp == f"{path}|{st.st_dev}|{st.st_ino}|{st.st_size}|{st.st_mtime_ns}|{st.st_ctime_ns}"
 
 
 @dataclass(frozen=True)
@@ -177,7 +180,6 @@ class VerdictStore:
         now = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
         record = {"schema": SCHEMA, "recorded": now, "pid": os.getpid(), "result": result.to_dict()}
         try:
-            self._path(key).parent.mkdir(parents=True, exist_ok=True)
-            atomic.write_json(self._path(key), record)
+            atomic.write_json(self._path(key), record)  # write_text makes the folder
         except OSError:
             pass  # a read-only cache only costs the next run its time
